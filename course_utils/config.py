@@ -1,0 +1,75 @@
+"""Profiles (small / cpu / full), each chapter's settings, device choice and seeding.
+
+One environment variable, ``COURSE_PROFILE``, picks how much work every notebook does:
+
+- ``full``  -- the published settings, meant for a GPU;
+- ``cpu``   -- what a learner without a GPU runs in minutes and still sees real results;
+- ``small`` -- the test profile: seconds per notebook, always offline (used by nbval).
+
+The default is ``full`` when CUDA is available and ``cpu`` otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+PROFILES = ("small", "cpu", "full")
+
+# Every chapter's hyperparameters, per profile, in one place. A notebook's config cell reads them
+# with ``chapter_config("ch1")``; change them here, not in the notebooks.
+SETTINGS: dict[str, dict[str, dict]] = {
+    "ch0": {
+        "small": dict(n_preview=8, n_butterflies=64),
+        "cpu": dict(n_preview=8, n_butterflies=1000),
+        "full": dict(n_preview=8, n_butterflies=1000),
+    },
+}
+
+
+def get_profile() -> str:
+    """Return the active profile: ``COURSE_PROFILE`` if set, else ``full`` with CUDA and ``cpu`` without."""
+    name = os.environ.get("COURSE_PROFILE", "").strip().lower()
+    if not name:
+        return "full" if torch.cuda.is_available() else "cpu"
+    if name not in PROFILES:
+        raise ValueError(
+            f"COURSE_PROFILE={os.environ['COURSE_PROFILE']!r} is not a profile; "
+            f"set it to one of {', '.join(PROFILES)} (or unset it for the default)."
+        )
+    return name
+
+
+def get_device() -> torch.device:
+    """Pick the device: ``COURSE_DEVICE`` if set, else CUDA, then Apple's MPS, then the CPU."""
+    wanted = os.environ.get("COURSE_DEVICE", "").strip()
+    if wanted:
+        return torch.device(wanted)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (all devices); return a CPU ``torch.Generator`` seeded the same."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def chapter_config(chapter: str, profile: str | None = None) -> SimpleNamespace:
+    """Return one chapter's settings for a profile (default: the active one), plus ``profile`` and ``device``."""
+    if chapter not in SETTINGS:
+        raise KeyError(f"no settings for chapter {chapter!r}; known chapters: {', '.join(SETTINGS)}")
+    profile = profile or get_profile()
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r} is not one of {', '.join(PROFILES)}")
+    values = dict(SETTINGS[chapter][profile])
+    return SimpleNamespace(profile=profile, device=get_device(), **values)
