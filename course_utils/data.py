@@ -1,0 +1,244 @@
+"""The course's data: MNIST (or offline digits), butterflies (Hub, local folder or offline synthetic).
+
+Every loader returns a ``Source``: the dataset and one sentence saying where it came from, which the
+notebooks print so a learner always knows what they are training on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFilter
+from torch.utils.data import Dataset, TensorDataset
+from torchvision import transforms
+
+from .config import get_profile
+from .hub import env_offline, is_offline
+from .imagefolder import check_image_folder, to_rgb
+
+BUTTERFLIES_REPO = "huggan/smithsonian_butterflies_subset"
+MNIST_HOST = "ossci-datasets.s3.amazonaws.com"
+
+
+class Source(NamedTuple):
+    """A dataset and a sentence naming where it came from."""
+
+    dataset: Any
+    description: str
+
+
+def data_dir() -> Path:
+    """Where the course keeps downloads and generated data: ``COURSE_DATA_DIR`` or ~/.cache/diffusion-course."""
+    return Path(os.environ.get("COURSE_DATA_DIR", Path.home() / ".cache" / "diffusion-course"))
+
+
+def use_offline_data(host: str = "huggingface.co") -> bool:
+    """True in the ``small`` profile, when offline mode is asked for, or when ``host`` is unreachable."""
+    return get_profile() == "small" or env_offline() or is_offline(host)
+
+
+# --- MNIST, or scikit-learn's bundled digits offline -------------------------------------------------
+
+
+def digits_28(split: str = "train", test_fraction: float = 0.2, seed: int = 0) -> TensorDataset:
+    """scikit-learn's 1,797 bundled 8x8 digits as MNIST-like 28x28 images in [0, 1] with labels.
+
+    Each digit is upsampled (bicubic) to 20x20 and padded to 28x28, the way MNIST centres its digits in a
+    20x20 box. ``split`` is ``train``, ``test`` (a fixed, seeded ``test_fraction`` held out) or ``all``.
+    """
+    from sklearn.datasets import load_digits
+
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split={split!r}: use 'train', 'test' or 'all'")
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = F.interpolate(x, size=(20, 20), mode="bicubic", align_corners=False).clamp(0, 1)
+    x = F.pad(x, (4, 4, 4, 4))
+    y = torch.tensor(digits.target, dtype=torch.long)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_test = int(round(len(x) * test_fraction))
+    index = {"train": order[n_test:], "test": order[:n_test], "all": order}[split]
+    return TensorDataset(x[index], y[index])
+
+
+def load_mnist(train: bool = True, offline: bool | None = None) -> Source:
+    """MNIST as (image in [0, 1] of shape 1x28x28, label): downloaded with torchvision, or digits offline."""
+    from torchvision.datasets import MNIST
+
+    root = data_dir()
+    split = "train" if train else "test"
+    to_tensor = transforms.ToTensor()
+    try:  # a copy already on disk is used even offline
+        return Source(MNIST(root, train=train, transform=to_tensor), f"MNIST ({split}, from {root})")
+    except RuntimeError:
+        pass
+    if offline is None:
+        offline = use_offline_data(MNIST_HOST)
+    if not offline:
+        try:
+            dataset = MNIST(root, train=train, download=True, transform=to_tensor)
+            return Source(dataset, f"MNIST ({split}, downloaded by torchvision to {root})")
+        except (OSError, RuntimeError) as err:
+            warnings.warn(f"MNIST download failed ({err}); falling back to scikit-learn's digits.", stacklevel=2)
+    dataset = digits_28(split)
+    return Source(
+        dataset,
+        f"offline stand-in for MNIST: scikit-learn's bundled 8x8 handwritten digits, {len(dataset)} images "
+        f"({split} split), upsampled to 28x28",
+    )
+
+
+# --- Butterflies: Hub, a local folder, or synthetic ---------------------------------------------------
+
+
+def _wing_layer(size: int, rng: np.random.Generator) -> Image.Image:
+    """Draw the left half of a butterfly (two wings with edge bands and spots) on a transparent layer."""
+    layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    c = size / 2
+    main = tuple(int(v) for v in rng.integers(40, 256, 3))
+    edge = tuple(int(v * rng.uniform(0.1, 0.45)) for v in main)
+    spot = tuple(int(v) for v in rng.integers(0, 256, 3))
+    for dy, scale in ((-1, rng.uniform(0.38, 0.46)), (1, rng.uniform(0.26, 0.36))):  # upper, lower wing
+        w, h = scale * size, scale * size * rng.uniform(0.65, 0.95)
+        cx, cy = c - w * 0.55, c + dy * h * 0.45
+        box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+        draw.ellipse(box, fill=edge + (255,))
+        band = w * rng.uniform(0.07, 0.14)
+        draw.ellipse([box[0] + band, box[1] + band, box[2] - band, box[3] - band], fill=main + (255,))
+        for _ in range(int(rng.integers(1, 4))):
+            r = w * rng.uniform(0.05, 0.12)
+            sx, sy = cx + rng.uniform(-0.25, 0.2) * w, cy + rng.uniform(-0.25, 0.25) * h
+            draw.ellipse([sx - r, sy - r, sx + r, sy + r], fill=spot + (255,))
+    return layer
+
+
+def synthetic_butterfly(index: int, size: int = 64, seed: int = 0) -> Image.Image:
+    """Draw butterfly number ``index``: symmetric wings, body and antennae on a plain background.
+
+    The same (index, size, seed) always gives the same picture, so any count is a prefix of a larger one.
+    """
+    rng = np.random.default_rng([seed, index])
+    big = size * 4  # draw large, then shrink: smooth edges
+    background = tuple(int(v) for v in rng.integers(150, 256, 3))
+    canvas = Image.new("RGBA", (big, big), background + (255,))
+    half = _wing_layer(big, rng)
+    mirrored = half.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    wings = Image.alpha_composite(half, mirrored)
+    draw = ImageDraw.Draw(wings)
+    c, body = big / 2, (int(rng.integers(0, 60)),) * 3 + (255,)
+    draw.ellipse([c - big * 0.025, c - big * 0.24, c + big * 0.025, c + big * 0.26], fill=body)
+    for side in (-1, 1):
+        draw.line([c, c - big * 0.22, c + side * big * 0.12, c - big * 0.4], fill=body, width=max(big // 80, 1))
+    scale = rng.uniform(0.7, 1.0)
+    wings = wings.resize((int(big * scale),) * 2, Image.Resampling.BICUBIC)
+    wings = wings.rotate(float(rng.uniform(-25, 25)), resample=Image.Resampling.BICUBIC, expand=False)
+    offset = ((big - wings.width) // 2 + int(rng.integers(-big // 20, big // 20 + 1)),) * 2
+    canvas.alpha_composite(wings, offset)
+    canvas = canvas.filter(ImageFilter.GaussianBlur(radius=big / 256))
+    return canvas.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+
+
+def synthetic_butterflies_folder(n: int = 1000, size: int = 64, seed: int = 0) -> Path:
+    """Write ``n`` synthetic butterflies as PNGs into a cached folder (once) and return the folder.
+
+    The folder is written under a temporary name and renamed when complete, so an interrupted run never
+    leaves a half-filled folder behind.
+    """
+    folder = data_dir() / f"synthetic-butterflies-v1-n{n}-s{size}-seed{seed}"
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    try:
+        for i in range(n):
+            synthetic_butterfly(i, size, seed).save(tmp / f"butterfly_{i:05d}.png")
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not folder.is_dir():  # unless another process finished the same folder first
+            raise
+    return folder
+
+
+def load_image_folder(folder: str | Path, skip_bad: bool = False):
+    """A local folder of images as a ``datasets.Dataset`` with an ``image`` column, checked file by file."""
+    from datasets import load_dataset
+
+    files = check_image_folder(folder, skip_bad=skip_bad)
+    return load_dataset("imagefolder", data_files={"train": [str(p) for p in files]}, split="train")
+
+
+def load_butterflies(
+    data_dir: str | Path | None = None, n_synthetic: int = 1000, skip_bad: bool = False, offline: bool | None = None
+) -> Source:
+    """Butterflies with an ``image`` column: a local folder if given, else the Hub, else synthetic offline."""
+    if data_dir is not None:
+        dataset = load_image_folder(data_dir, skip_bad=skip_bad)
+        return Source(dataset, f"local image folder {data_dir} ({len(dataset)} images)")
+    if offline is None:
+        offline = use_offline_data()
+    if not offline:
+        from datasets import load_dataset
+
+        try:
+            dataset = load_dataset(BUTTERFLIES_REPO, split="train")
+            return Source(dataset, f"Hub dataset {BUTTERFLIES_REPO} ({len(dataset)} images)")
+        except (OSError, ConnectionError) as err:
+            warnings.warn(f"loading {BUTTERFLIES_REPO} failed ({err}); using synthetic butterflies.", stacklevel=2)
+    folder = synthetic_butterflies_folder(n_synthetic)
+    dataset = load_image_folder(folder)
+    return Source(
+        dataset, f"offline stand-in: {len(dataset)} synthetic butterflies drawn by the course (cached in {folder})"
+    )
+
+
+def butterfly_transform(image_size: int = 32, flip: bool = True) -> transforms.Compose:
+    """Chapter 3's preprocessing: resize, random flip, to tensor, normalise to [-1, 1]."""
+    steps = [transforms.Resize((image_size, image_size))]
+    if flip:
+        steps.append(transforms.RandomHorizontalFlip())
+    steps += [transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]
+    return transforms.Compose(steps)
+
+
+def with_preprocessing(dataset, image_size: int = 32, flip: bool = True):
+    """Attach chapter 3's preprocessing lazily (``set_transform``): items become ``{"images": tensor}``."""
+    preprocess = butterfly_transform(image_size, flip)
+
+    def transform(batch: dict) -> dict:
+        return {"images": [preprocess(to_rgb(image)) for image in batch["image"]]}
+
+    dataset.set_transform(transform)
+    return dataset
+
+
+def first_images(dataset: Dataset, n: int) -> torch.Tensor:
+    """Stack the first ``n`` image tensors of a dataset (items may be tuples or dicts with ``images``)."""
+    items = [dataset[i] for i in range(min(n, len(dataset)))]
+    images = [item["images"] if isinstance(item, dict) else item[0] for item in items]
+    return torch.stack(images)
+
+
+__all__ = [
+    "Source",
+    "butterfly_transform",
+    "data_dir",
+    "digits_28",
+    "first_images",
+    "load_butterflies",
+    "load_image_folder",
+    "load_mnist",
+    "synthetic_butterflies_folder",
+    "synthetic_butterfly",
+    "use_offline_data",
+    "with_preprocessing",
+]

@@ -1,0 +1,116 @@
+import time
+
+import pytest
+import torch
+
+from course_utils import data
+
+
+def test_offline_digits_look_like_mnist():
+    train, test = data.digits_28("train"), data.digits_28("test")
+    x, y = train.tensors
+    assert x.shape[1:] == (1, 28, 28) and x.dtype == torch.float32
+    assert x.min() >= 0 and x.max() <= 1 and x.max() > 0.9
+    assert len(train) + len(test) == 1797
+    assert set(y.tolist()) == set(range(10))
+    # digits are centred in a 20x20 box like MNIST: the 4-pixel border is empty
+    assert x[:, :, :4].abs().sum() == 0 and x[:, :, :, -4:].abs().sum() == 0
+
+
+def test_digit_splits_are_fixed_and_disjoint():
+    a, b = data.digits_28("test").tensors[0], data.digits_28("test").tensors[0]
+    assert torch.equal(a, b)
+    train = {tuple(v.flatten().tolist()) for v in data.digits_28("train").tensors[0][:, :, 8:20:3, 8:20:3]}
+    test = [tuple(v.flatten().tolist()) for v in a[:, :, 8:20:3, 8:20:3]]
+    assert sum(t in train for t in test) < len(test) * 0.05  # (a few real digits are near-identical)
+
+
+def test_bad_split_name():
+    with pytest.raises(ValueError, match="split='validation'"):
+        data.digits_28("validation")
+
+
+def test_mnist_offline_falls_back_to_digits_and_says_so(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    source = data.load_mnist(train=False)
+    assert time.perf_counter() - start < 10
+    assert "offline stand-in for MNIST" in source.description and "test split" in source.description
+    image, label = source.dataset[0]
+    assert image.shape == (1, 28, 28) and 0 <= int(label) <= 9
+
+
+def test_small_profile_always_uses_offline_data(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "small")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert data.use_offline_data()
+
+
+def test_synthetic_butterflies_are_deterministic_and_varied():
+    a, b = data.synthetic_butterfly(3), data.synthetic_butterfly(3)
+    assert a.size == (64, 64) and a.mode == "RGB"
+    assert a.tobytes() == b.tobytes()
+    assert data.synthetic_butterfly(4).tobytes() != a.tobytes()
+    assert data.synthetic_butterfly(3, seed=1).tobytes() != a.tobytes()
+
+
+def test_synthetic_folder_is_cached_whole(tmp_path):
+    folder = data.synthetic_butterflies_folder(n=6, size=32)
+    files = sorted(folder.glob("*.png"))
+    assert len(files) == 6
+    assert not [p for p in folder.parent.iterdir() if ".tmp-" in p.name]  # no half-written folder left
+    mtime = files[0].stat().st_mtime_ns
+    assert data.synthetic_butterflies_folder(n=6, size=32) == folder
+    assert files[0].stat().st_mtime_ns == mtime  # second call reuses, does not redraw
+
+
+def test_interrupted_generation_leaves_nothing(monkeypatch):
+    draw = data.synthetic_butterfly
+
+    def failing(index, size, seed):
+        if index == 2:
+            raise KeyboardInterrupt
+        return draw(index, size, seed)
+
+    monkeypatch.setattr(data, "synthetic_butterfly", failing)
+    with pytest.raises(KeyboardInterrupt):
+        data.synthetic_butterflies_folder(n=5, size=16)
+    assert list(data.data_dir().iterdir()) == []
+
+
+def test_offline_butterflies_with_preprocessing(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = data.load_butterflies(n_synthetic=10)
+    assert "synthetic butterflies" in source.description and len(source.dataset) == 10
+    ds = data.with_preprocessing(source.dataset, image_size=32)
+    x = data.first_images(ds, 4)
+    assert x.shape == (4, 3, 32, 32)
+    assert x.min() >= -1 and x.max() <= 1 and x.min() < -0.5
+
+
+def test_local_folder_converts_modes(tmp_path):
+    folder = tmp_path / "mine"
+    (folder / "sub").mkdir(parents=True)
+    data.synthetic_butterfly(0).convert("RGBA").save(folder / "a.png")
+    data.synthetic_butterfly(1).convert("L").save(folder / "sub" / "b.png")
+    (folder / "notes.txt").write_text("not an image")
+    source = data.load_butterflies(data_dir=folder)
+    assert len(source.dataset) == 2 and str(folder) in source.description
+    x = data.first_images(data.with_preprocessing(source.dataset, 16, flip=False), 2)
+    assert x.shape == (2, 3, 16, 16)
+
+
+def test_flip_is_random_but_seeded():
+    image = data.synthetic_butterfly(0)
+    tf = data.butterfly_transform(32)
+    torch.manual_seed(0)
+    first = [tf(image) for _ in range(8)]
+    assert any(not torch.equal(first[0], f) for f in first)  # some flipped, some not
+    torch.manual_seed(0)
+    assert all(torch.equal(a, tf(image)) for a in first)
+
+
+def test_first_images_reads_tuples_and_dicts():
+    ds = data.digits_28("test")
+    assert data.first_images(ds, 3).shape == (3, 1, 28, 28)
+    assert data.first_images([{"images": torch.ones(2, 4, 4)}] * 2, 5).shape == (2, 2, 4, 4)

@@ -1,0 +1,70 @@
+"""The promises the repository makes: clean notebooks that open and close the same way, lint, CI wiring."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no chapter notebooks found in notebooks/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [
+        i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c["outputs"] or c["execution_count"])
+    ]
+    assert not dirty, f"{path.name}: cells {dirty} hold outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_opens_and_closes_like_a_lecture(path):
+    cells = json.loads(path.read_text())["cells"]
+    first = "".join(cells[0]["source"])
+    assert first.startswith("# Chapter"), "first cell: the title"
+    assert "What you will learn" in first
+    assert "colab.research.google.com/github/" in first and path.name in first, "Open-in-Colab badge for this file"
+    last = "".join(cells[-1]["source"])
+    assert cells[-1]["cell_type"] == "markdown" and "## Summary" in last and "## Exercises" in last
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    assert any("google.colab" in c for c in code), "a setup cell for Colab"
+    assert any("chapter_config(" in c for c in code), "a config cell reading the active profile"
+    helpers = re.compile(r"^def (show_images|make_grid)\b", re.M)
+    assert not any(helpers.search(c) for c in code), "shared helpers are imported, never re-typed"
+
+
+def test_no_notebook_prints_a_token():
+    for path in NOTEBOOKS:
+        for cell in json.loads(path.read_text())["cells"]:
+            src = "".join(cell["source"])
+            assert not re.search(r"print\([^)]*(token|HF_TOKEN)", src, re.I), f"{path.name} may print a token"
+
+
+def test_ruff_is_clean():
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "course_utils", "tests", "notebooks", "images"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_requirements_are_pinned():
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    loose = [line for line in lines if line and "==" not in line]
+    assert not loose, f"unpinned requirements: {loose}"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make course" in readme
+    assert re.search(r"^make test$", ci, re.M)
