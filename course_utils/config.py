@@ -28,6 +28,24 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "cpu": dict(n_preview=8, n_butterflies=1000),
         "full": dict(n_preview=8, n_butterflies=1000),
     },
+    # Chapter 1: the toy denoiser. full = the published setting (MNIST, batch 128, 3 epochs).
+    "ch1": {
+        "small": dict(max_train=256, batch_size=32, lr=1e-3, basic_epochs=1, unet_epochs=1,
+                      sample_steps=10, n_grid=16, n_score=64),
+        "cpu": dict(max_train=6000, batch_size=32, lr=1e-3, basic_epochs=10, unet_epochs=3,
+                    sample_steps=40, n_grid=64, n_score=200),
+        "full": dict(max_train=None, batch_size=128, lr=1e-3, basic_epochs=3, unet_epochs=3,
+                     sample_steps=40, n_grid=64, n_score=256),
+    },
+    # Chapter 2: schedules, and a small experiment comparing epsilon / x0 / v targets on digits.
+    "ch2": {
+        "small": dict(max_train=256, batch_size=32, lr=1e-3, epochs=1, channels=(16, 32),
+                      sample_steps=20, n_score=64),
+        "cpu": dict(max_train=None, batch_size=64, lr=2e-3, epochs=12, channels=(32, 64),
+                    sample_steps=100, n_score=200),
+        "full": dict(max_train=None, batch_size=128, lr=1e-3, epochs=10, channels=(32, 64, 64),
+                     sample_steps=1000, n_score=256),
+    },
 }
 
 

@@ -69,13 +69,13 @@ def digits_28(split: str = "train", test_fraction: float = 0.2, seed: int = 0) -
     return TensorDataset(x[index], y[index])
 
 
-def load_mnist(train: bool = True, offline: bool | None = None) -> Source:
-    """MNIST as (image in [0, 1] of shape 1x28x28, label): downloaded with torchvision, or digits offline."""
+def load_mnist(train: bool = True, offline: bool | None = None, signed: bool = False) -> Source:
+    """MNIST as (1x28x28 image, label), values in [0, 1] (or [-1, 1] if ``signed``): torchvision, or digits offline."""
     from torchvision.datasets import MNIST
 
     root = data_dir()
     split = "train" if train else "test"
-    to_tensor = transforms.ToTensor()
+    to_tensor = transforms.Compose([transforms.ToTensor()] + ([transforms.Normalize([0.5], [0.5])] if signed else []))
     try:  # a copy already on disk is used even offline
         return Source(MNIST(root, train=train, transform=to_tensor), f"MNIST ({split}, from {root})")
     except RuntimeError:
@@ -89,6 +89,8 @@ def load_mnist(train: bool = True, offline: bool | None = None) -> Source:
         except (OSError, RuntimeError) as err:
             warnings.warn(f"MNIST download failed ({err}); falling back to scikit-learn's digits.", stacklevel=2)
     dataset = digits_28(split)
+    if signed:
+        dataset = TensorDataset(dataset.tensors[0] * 2 - 1, dataset.tensors[1])
     return Source(
         dataset,
         f"offline stand-in for MNIST: scikit-learn's bundled 8x8 handwritten digits, {len(dataset)} images "

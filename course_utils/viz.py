@@ -28,7 +28,7 @@ def show_images(
     x = ((x.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1)
     grid = torchvision.utils.make_grid(x, nrow=nrow, padding=2, pad_value=1.0)
     array = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    image = Image.fromarray(array[:, :, 0] if x.shape[1] == 1 else array)  # grayscale stays one channel
     factor = max(1, -(-min_width // image.width))
     if factor > 1:
         image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
