@@ -163,10 +163,14 @@ def synthetic_butterflies_folder(n: int = 1000, size: int = 64, seed: int = 0) -
     try:
         for i in range(n):
             synthetic_butterfly(i, size, seed).save(tmp / f"butterfly_{i:05d}.png")
-        os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not folder.is_dir():  # unless another process finished the same folder first
+        raise
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not folder.is_dir():  # fine if another process finished the same folder first
             raise
     return folder
 
