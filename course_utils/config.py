@@ -41,8 +41,8 @@ SETTINGS: dict[str, dict[str, dict]] = {
     "ch2": {
         "small": dict(max_train=256, batch_size=32, lr=1e-3, epochs=1, channels=(16, 32),
                       sample_steps=20, n_score=64),
-        "cpu": dict(max_train=None, batch_size=64, lr=2e-3, epochs=12, channels=(32, 64),
-                    sample_steps=100, n_score=200),
+        "cpu": dict(max_train=None, batch_size=64, lr=2e-3, epochs=6, channels=(16, 32),
+                    sample_steps=50, n_score=200),
         "full": dict(max_train=None, batch_size=128, lr=1e-3, epochs=10, channels=(32, 64, 64),
                      sample_steps=1000, n_score=256),
     },

@@ -7,8 +7,6 @@ notebooks print so a learner always knows what they are training on.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,6 +19,7 @@ from torch.utils.data import Dataset, TensorDataset
 from torchvision import transforms
 
 from .config import get_profile
+from .files import atomic_folder
 from .hub import env_offline, is_offline
 from .imagefolder import check_image_folder, to_rgb
 
@@ -158,20 +157,9 @@ def synthetic_butterflies_folder(n: int = 1000, size: int = 64, seed: int = 0) -
     folder = data_dir() / f"synthetic-butterflies-v1-n{n}-s{size}-seed{seed}"
     if folder.is_dir():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         for i in range(n):
             synthetic_butterfly(i, size, seed).save(tmp / f"butterfly_{i:05d}.png")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
-        os.replace(tmp, folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not folder.is_dir():  # fine if another process finished the same folder first
-            raise
     return folder
 
 

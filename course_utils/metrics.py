@@ -62,6 +62,19 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean.real))
 
 
+def pixel_frechet(a: torch.Tensor, b: torch.Tensor, size: int = 4) -> float:
+    """A coarse distance for any images (N, C, H, W): Frechet distance of their ``size``x``size`` average-pooled pixels.
+
+    No trained network: it compares colour and layout at low resolution, enough to tell samples that learned
+    the data from noise (lower is better; use at least a few dozen images per side).
+    """
+    if a.ndim != 4 or b.ndim != 4 or a.shape[1] != b.shape[1]:
+        shapes = f"{tuple(a.shape)} and {tuple(b.shape)}"
+        raise ValueError(f"pixel_frechet takes two (N, C, H, W) batches with equal C, got {shapes}")
+    pooled = [F.adaptive_avg_pool2d(x.float(), size).flatten(1).cpu().numpy().astype(np.float64) for x in (a, b)]
+    return frechet_distance(*pooled)
+
+
 @dataclass
 class DigitScorer:
     """A trained digit classifier plus the features of held-out real digits, ready to score samples."""

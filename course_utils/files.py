@@ -1,0 +1,77 @@
+"""Writing folders safely (all or nothing) and showing what is inside one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_folder(folder: str | Path, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``folder``; rename it to ``folder`` only if the block finishes.
+
+    An exception or an interrupt inside the block removes the temporary folder, so ``folder`` is never
+    half-written. With ``replace=True`` an existing ``folder`` is swapped out (kept until the new one is in
+    place); otherwise an existing folder written meanwhile by another process is kept.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if replace and folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            os.replace(old, folder)
+        if not folder.is_dir():  # fine if another process finished the same folder first
+            raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def folder_tree(folder: str | Path) -> str:
+    """The files under ``folder`` as an indented tree with sizes, e.g. ``unet/  config.json  1.2 kB``."""
+    folder = Path(folder)
+    lines = [f"{folder.name}/"]
+    for path in sorted(folder.rglob("*")):
+        depth = len(path.relative_to(folder).parts)
+        indent = "    " * depth
+        if path.is_dir():
+            lines.append(f"{indent}{path.name}/")
+        else:
+            lines.append(f"{indent}{path.name:<40s} {human_size(path.stat().st_size):>9s}")
+    return "\n".join(lines)
+
+
+def human_size(n_bytes: int) -> str:
+    """A byte count in B / kB / MB / GB (powers of 1000, like the Hub shows them)."""
+    size = float(n_bytes)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def save_pipeline(pipeline, folder: str | Path) -> Path:
+    """``pipeline.save_pretrained`` (safetensors) into a temporary folder renamed to ``folder``: never half-written.
+
+    An existing ``folder`` is replaced only once the new save is complete.
+    """
+    with atomic_folder(folder, replace=True) as tmp:
+        pipeline.save_pretrained(tmp, safe_serialization=True)
+    return Path(folder)
