@@ -39,6 +39,11 @@ def data_dir() -> Path:
     return Path(os.environ.get("COURSE_DATA_DIR", Path.home() / ".cache" / "diffusion-course"))
 
 
+def pipeline_dir(name: str) -> Path:
+    """Where the course saves a trained pipeline called ``name`` (chapter 3 writes it, chapter 4 reads it)."""
+    return data_dir() / "pipelines" / name
+
+
 def use_offline_data(host: str = "huggingface.co") -> bool:
     """True in the ``small`` profile, when offline mode is asked for, or when ``host`` is unreachable."""
     return get_profile() == "small" or env_offline() or is_offline(host)
@@ -226,6 +231,7 @@ __all__ = [
     "Source",
     "butterfly_transform",
     "data_dir",
+    "pipeline_dir",
     "digits_28",
     "first_images",
     "load_butterflies",

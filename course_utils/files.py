@@ -53,7 +53,7 @@ def folder_tree(folder: str | Path) -> str:
         if path.is_dir():
             lines.append(f"{indent}{path.name}/")
         else:
-            lines.append(f"{indent}{path.name:<40s} {human_size(path.stat().st_size):>9s}")
+            lines.append(f"{indent}{path.name:<{44 - len(indent)}s} {human_size(path.stat().st_size):>9s}")
     return "\n".join(lines)
 
 

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+
+def make_unet(
+    sample_size: int,
+    channels: Sequence[int] = (64, 128, 128, 256),
+    layers_per_block: int = 2,
+    attention: int = 2,
+    in_channels: int = 3,
+) -> UNet2DModel:
+    """A UNet2DModel with self-attention in its ``attention`` deepest levels (chapter 3's model by default).
+
+    The defaults give the course's published butterfly model: down blocks DownBlock2D, DownBlock2D,
+    AttnDownBlock2D, AttnDownBlock2D and the mirror image going up.
+    """
+    if not 0 <= attention <= len(channels):
+        raise ValueError(f"attention={attention}: must be between 0 and the number of levels ({len(channels)})")
+    plain = len(channels) - attention
+    down = ("DownBlock2D",) * plain + ("AttnDownBlock2D",) * attention
+    up = ("AttnUpBlock2D",) * attention + ("UpBlock2D",) * plain
+    return UNet2DModel(
+        sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
+        layers_per_block=layers_per_block, block_out_channels=tuple(channels),
+        norm_num_groups=min(32, min(channels) // 2), down_block_types=down, up_block_types=up,
+    )
 
 
 def ddpm_target(scheduler: DDPMScheduler, clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -22,6 +48,13 @@ def ddpm_target(scheduler: DDPMScheduler, clean: torch.Tensor, noise: torch.Tens
     raise ValueError(f"prediction_type={kind!r}: use 'epsilon', 'sample' or 'v_prediction'")
 
 
+def _images(batch) -> torch.Tensor:
+    """The image tensor of a batch: the batch itself, its first element, or its ``"images"`` entry."""
+    if isinstance(batch, dict):
+        return batch["images"]
+    return batch[0] if isinstance(batch, list | tuple) else batch
+
+
 def train_ddpm(
     model: UNet2DModel,
     scheduler: DDPMScheduler,
@@ -30,31 +63,91 @@ def train_ddpm(
     lr: float,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
+    fast: bool = False,
+    compile: bool = False,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> list[float]:
-    """Train a UNet2DModel on batches of images in [-1, 1] (or (image, label) pairs); return each epoch's mean loss.
+    """Train a UNet2DModel on batches of images in [-1, 1]; return each epoch's mean loss.
+
+    A batch may be a tensor, an ``(images, labels)`` pair or a dict with ``"images"`` (chapter 3's datasets).
 
     Each step: Gaussian noise, a random timestep per image, ``add_noise``, MSE against the scheduler's target.
     The loss is summed on the device and read once per epoch, so the loop never waits on ``.item()``.
+    ``fast=True`` adds bf16 autocast (on CUDA, with TF32 matmuls), channels_last and fused AdamW: the same
+    maths at lower precision. ``compile=True`` also runs the model through ``torch.compile``. A generator on
+    the training device keeps the noise there (no copy from the host each step). Pass ``optimizer`` to
+    continue training across calls (default: a new AdamW).
     """
+    device = torch.device(device)
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    cuda = device.type == "cuda"
+    if fast:
+        model.to(memory_format=torch.channels_last)
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=fast and cuda)
+    forward = torch.compile(model) if compile else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast and cuda)
     n_steps = scheduler.config.num_train_timesteps
+    noise_device = generator.device if generator is not None else device
     means = []
     for _ in tqdm(range(epochs), desc="epochs", leave=False):
         total, count = torch.zeros((), device=device), 0
         for batch in batches:
-            clean = (batch[0] if isinstance(batch, list | tuple) else batch).to(device)
-            noise = torch.randn(clean.shape, generator=generator).to(device)
-            t = torch.randint(0, n_steps, (len(clean),), generator=generator).to(device)
-            prediction = model(scheduler.add_noise(clean, noise, t), t).sample
-            loss = F.mse_loss(prediction, ddpm_target(scheduler, clean, noise, t))
-            optimizer.zero_grad()
+            clean = _images(batch).to(device, non_blocking=True)
+            noise = torch.randn(clean.shape, generator=generator, device=noise_device).to(device)
+            t = torch.randint(0, n_steps, (len(clean),), generator=generator, device=noise_device).to(device)
+            with autocast:
+                prediction = forward(scheduler.add_noise(clean, noise, t), t).sample
+            loss = F.mse_loss(prediction.float(), ddpm_target(scheduler, clean, noise, t))
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.detach()
             count += 1
         means.append(float(total) / max(count, 1))
     return means
+
+
+def decode_images(images: Iterable, size: int) -> torch.Tensor:
+    """Decode, convert to RGB and resize PIL images once, into one (N, 3, size, size) uint8 tensor.
+
+    The same pixels chapter 3's ``Resize`` + ``ToTensor`` give, computed once instead of every epoch.
+    """
+    from torchvision.transforms import functional as TF
+
+    from .imagefolder import to_rgb
+
+    return torch.stack([TF.pil_to_tensor(TF.resize(to_rgb(im), [size, size])) for im in images])
+
+
+class DeviceBatches:
+    """Shuffled training batches drawn from a uint8 image tensor kept on the device; flips done on the device.
+
+    Iterating gives float batches in [-1, 1] (channels_last), one epoch per iteration, with no host work
+    beyond launching kernels: the fast path's replacement for ``DataLoader`` + ``set_transform``.
+    """
+
+    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device | str, flip: bool = True,
+                 seed: int = 0, shuffle: bool = True):
+        self.images = images.to(device)
+        self.batch_size, self.flip, self.shuffle = batch_size, flip, shuffle
+        self.generator = torch.Generator(self.images.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.images)
+        order = (torch.randperm(n, device=self.images.device, generator=self.generator) if self.shuffle
+                 else torch.arange(n, device=self.images.device))
+        for idx in order.split(self.batch_size):
+            x = self.images[idx].float().div_(127.5).sub_(1)
+            if self.flip:
+                mask = torch.rand(len(x), 1, 1, 1, device=x.device, generator=self.generator) < 0.5
+                x = torch.where(mask, x.flip(-1), x)
+            yield x.contiguous(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
@@ -77,3 +170,20 @@ def sample_ddpm(
     for t in scheduler.timesteps:
         x = scheduler.step(model(x, t).sample, t, x, generator=generator).prev_sample
     return x.clamp(-1, 1).cpu()
+
+
+def tiny_butterfly_pipeline(folder: str | Path, n_images: int = 64, epochs: int = 3, seed: int = 0) -> Path:
+    """Train a tiny 32-px pipeline on synthetic butterflies for a few seconds and save it to ``folder``.
+
+    A stand-in for chapter 3's pipeline when a learner starts at chapter 4: it runs, but it samples blobs.
+    """
+    from .data import load_butterflies, with_preprocessing
+    from .files import save_pipeline
+
+    torch.manual_seed(seed)
+    dataset = with_preprocessing(load_butterflies(n_synthetic=n_images, offline=True).dataset, 32)
+    loader = DataLoader(dataset, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    unet = make_unet(32, channels=(16, 32), layers_per_block=1, attention=0)
+    train_ddpm(unet, scheduler, loader, epochs, lr=1e-3, generator=torch.Generator().manual_seed(seed))
+    return save_pipeline(DDPMPipeline(unet=unet.eval(), scheduler=scheduler), folder)

@@ -31,3 +31,41 @@ def test_training_lowers_the_loss_and_sampling_gives_images():
     assert a.shape == (3, 1, 8, 8) and a.min() >= -1 and a.max() <= 1
     assert torch.equal(a, sample_ddpm(model, s, 3, steps=5, seed=1))
     assert len(s.timesteps) == 1000  # the caller's scheduler is not changed by sampling
+
+
+def test_decoded_once_equals_the_lazy_preprocessing():
+    import numpy as np
+    from datasets import Dataset
+    from PIL import Image
+    from torch.utils.data import DataLoader
+
+    from course_utils.data import with_preprocessing
+    from course_utils.training import DeviceBatches, decode_images
+    rng = np.random.default_rng(0)  # random pixels: no picture is its own mirror image
+    pictures = [Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)) for _ in range(6)]
+    lazy = with_preprocessing(Dataset.from_dict({"image": pictures}), image_size=16, flip=False)
+    plain = torch.cat([b["images"] for b in DataLoader(lazy, batch_size=4)])
+    fast = torch.cat(list(DeviceBatches(decode_images(pictures, 16), 4, "cpu", flip=False, shuffle=False)))
+    assert fast.shape == plain.shape == (6, 3, 16, 16)
+    assert torch.allclose(fast, plain, atol=1e-6)
+    flipped = torch.cat(list(DeviceBatches(decode_images(pictures, 16), 6, "cpu", flip=True, shuffle=False, seed=1)))
+    mirrored = [torch.equal(f, p.flip(-1)) for f, p in zip(flipped, plain, strict=True)]
+    assert all(m or torch.equal(f, p) for m, f, p in zip(mirrored, flipped, plain, strict=True))
+    assert any(mirrored) and not all(mirrored)  # seed 1 flips some of the six, not all
+
+
+def test_fast_path_gives_the_same_losses_as_the_plain_loop():
+    from course_utils.training import DeviceBatches
+
+    torch.manual_seed(0)
+    images = (torch.rand(32, 1, 8, 8) * 255).to(torch.uint8)
+    plain_batches = [(images[i:i + 8].float() / 127.5 - 1, None) for i in range(0, 32, 8)]
+    fast_batches = DeviceBatches(images, 8, "cpu", flip=False, shuffle=False)
+    losses = []
+    for batches, fast in ((plain_batches, False), (fast_batches, True)):
+        torch.manual_seed(1)
+        model = tiny_unet()
+        losses.append(train_ddpm(model, DDPMScheduler(), batches, epochs=3, lr=1e-3, fast=fast,
+                                 generator=torch.Generator().manual_seed(2)))
+    assert losses[0][-1] < losses[0][0]
+    assert torch.allclose(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=1e-4)

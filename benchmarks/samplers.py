@@ -1,0 +1,130 @@
+"""Train a digit model for a fixed wall-clock budget, then compare samplers: time and the course's metric.
+
+    python benchmarks/samplers.py                          # 5 minutes of training, then the sampler table
+    python benchmarks/samplers.py --train-seconds 60 --n 100   # a quick look
+
+Training uses the course's fast path (``DeviceBatches`` + ``train_ddpm``) on the digits (MNIST online,
+scikit-learn's digits offline), cosine schedule, epsilon prediction. Each sampler then generates the same
+number of images from the same model; the digit metric (``course_utils.metrics``) scores them: confident
+share, classes covered, Frechet distance to held-out real digits (lower is better). Results go to
+``benchmarks/results/`` as JSON and print as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import diffusers
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
+
+from course_utils.data import load_mnist
+from course_utils.metrics import train_digit_scorer
+from course_utils.training import DeviceBatches, train_ddpm
+
+SAMPLERS = [  # (name, scheduler class, extra config, steps)
+    ("DDPM", DDPMScheduler, {}, 1000), ("DDPM", DDPMScheduler, {}, 100), ("DDPM", DDPMScheduler, {}, 50),
+    ("DDIM", DDIMScheduler, {}, 50), ("DDIM", DDIMScheduler, {}, 20), ("DDIM", DDIMScheduler, {}, 10),
+    ("DPM-Solver++", DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}, 50),
+    ("DPM-Solver++", DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}, 20),
+    ("DPM-Solver++", DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}, 10),
+]
+
+
+def digit_unet(channels: tuple[int, ...]) -> UNet2DModel:
+    """A timestep-conditioned U-Net for 28x28 digits, no attention."""
+    blocks = len(channels)
+    return UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=channels,
+                       norm_num_groups=8, down_block_types=("DownBlock2D",) * blocks,
+                       up_block_types=("UpBlock2D",) * blocks)
+
+
+@torch.no_grad()
+def generate(model, scheduler, n: int, steps: int, device, batch: int = 250) -> torch.Tensor:
+    """``n`` images in [0, 1] sampled with ``steps`` steps, seeded, in batches."""
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator(device).manual_seed(0)
+    out = []
+    for start in range(0, n, batch):
+        x = torch.randn((min(batch, n - start), 1, 28, 28), generator=generator, device=device)
+        x = x * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            prediction = model(scheduler.scale_model_input(x, t), t).sample
+            x = scheduler.step(prediction, t, x, generator=generator).prev_sample
+        out.append(((x.clamp(-1, 1) + 1) / 2).cpu())
+    return torch.cat(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--train-seconds", type=float, default=300)
+    p.add_argument("--channels", type=int, nargs="+", default=[32, 64, 64])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--n", type=int, default=200, help="images per sampler")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = p.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    source = load_mnist(train=True, signed=True)
+    images = torch.stack([source.dataset[i][0] for i in range(len(source.dataset))])
+    uint8 = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    batches = DeviceBatches(uint8, args.batch_size, device, flip=False, seed=0)
+    torch.manual_seed(0)
+    model = digit_unet(tuple(args.channels)).to(device)
+    train_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=device.type == "cuda")
+    generator = torch.Generator(device).manual_seed(0)
+    losses, start = [], time.perf_counter()
+    while time.perf_counter() - start < args.train_seconds:
+        losses += train_ddpm(model, train_scheduler, batches, 1, args.lr, device, generator, fast=True,
+                             optimizer=optimizer)
+    train_seconds = time.perf_counter() - start
+    model.eval()
+
+    scorer = train_digit_scorer()
+    rows = [{"sampler": "real digits", "steps": 0, "seconds": 0.0, **scorer.score(scorer_reference(args.n))}]
+    for name, cls, extra, steps in SAMPLERS:
+        scheduler = cls.from_config(train_scheduler.config, **extra)
+        t0 = time.perf_counter()
+        samples = generate(model, scheduler, args.n, steps, device)
+        seconds = time.perf_counter() - t0
+        rows.append({"sampler": name, "steps": steps, "seconds": seconds, **scorer.score(samples)})
+        print(rows[-1], flush=True)
+    noise = torch.rand(args.n, 1, 28, 28)
+    rows.append({"sampler": "uniform noise", "steps": 0, "seconds": 0.0, **scorer.score(noise)})
+
+    record = {
+        "date": date.today().isoformat(),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+        "machine": f"{platform.machine()}, Python {platform.python_version()}",
+        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
+        "data": source.description, "channels": args.channels, "train_seconds": train_seconds,
+        "epochs": len(losses), "images_seen": len(losses) * len(uint8), "final_loss": losses[-1],
+        "n_per_sampler": args.n, "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"samplers-{device.type}-{record['date']}.json"
+    path.with_suffix(".tmp").write_text(json.dumps(record, indent=2))
+    path.with_suffix(".tmp").replace(path)
+    print(f"trained {train_seconds:.0f} s, {len(losses)} epochs, final loss {losses[-1]:.4f} on {record['device']}")
+    print("| sampler | steps | seconds | confident | classes | Frechet |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['sampler']} | {r['steps'] or ''} | {r['seconds']:.1f} | {r['confident']:.2f} "
+              f"| {r['classes']:.0f} | {r['frechet']:.1f} |")
+    print("written to", path)
+
+
+def scorer_reference(n: int) -> torch.Tensor:
+    """``n`` real held-out digits in [0, 1] (the test split), scored as a reference row."""
+    test = load_mnist(train=False).dataset
+    return torch.stack([test[i][0] for i in range(min(n, len(test)))])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The chapter-5 training script: diffusers-compatible flags, bad data, kill-and-resume, two processes, EMA."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from course_utils import train_unconditional as tu
+from course_utils.data import synthetic_butterfly
+
+FAST = ["--resolution", "16", "--train_batch_size", "4", "--eval_batch_size", "4", "--ddpm_num_steps", "50",
+        "--ddpm_num_inference_steps", "4", "--lr_warmup_steps", "0", "--learning_rate", "1e-3", "--seed", "0"]
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """Sixteen small synthetic butterflies as PNGs."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(16):
+        synthetic_butterfly(i, size=24).save(folder / f"b{i:02d}.png")
+    return folder
+
+
+def run_script(*args: str, launcher: list[str] | None = None, extra_env: dict | None = None) -> subprocess.Popen:
+    """Start the script in a subprocess (offline, unbuffered); the caller waits or kills."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", **(extra_env or {})}
+    cmd = (launcher or [sys.executable, "-m"]) + ["course_utils.train_unconditional", *args]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    return out
+
+
+def test_flags_and_defaults_match_the_diffusers_example():
+    args = tu.parse_args(["--train_data_dir", "x"])
+    expected = dict(output_dir="ddpm-model-64", resolution=64, train_batch_size=16, eval_batch_size=16, num_epochs=100,
+                    save_images_epochs=10, save_model_epochs=10, gradient_accumulation_steps=1, learning_rate=1e-4,
+                    lr_scheduler="cosine", lr_warmup_steps=500, adam_beta1=0.95, adam_beta2=0.999,
+                    adam_weight_decay=1e-6, adam_epsilon=1e-8, use_ema=False, ema_inv_gamma=1.0, ema_power=0.75,
+                    ema_max_decay=0.9999, logger="tensorboard", logging_dir="logs", mixed_precision="no",
+                    prediction_type="epsilon", ddpm_num_steps=1000, ddpm_num_inference_steps=1000,
+                    ddpm_beta_schedule="linear", checkpointing_steps=500, checkpoints_total_limit=None,
+                    resume_from_checkpoint=None, center_crop=False, random_flip=False, push_to_hub=False,
+                    seed=None, max_train_steps=None)
+    assert {k: getattr(args, k) for k in expected} == expected
+    every = tu.parse_args([
+        "--dataset_name", "huggan/smithsonian_butterflies_subset", "--dataset_config_name", "default",
+        "--model_config_name_or_path", "cfg", "--output_dir", "o", "--overwrite_output_dir", "--cache_dir", "c",
+        "--resolution", "32", "--center_crop", "--random_flip", "--train_batch_size", "8", "--eval_batch_size", "4",
+        "--dataloader_num_workers", "2", "--num_epochs", "3", "--save_images_epochs", "1", "--save_model_epochs", "2",
+        "--gradient_accumulation_steps", "2", "--learning_rate", "3e-4", "--lr_scheduler", "constant",
+        "--lr_warmup_steps", "10", "--adam_beta1", "0.9", "--adam_beta2", "0.99", "--adam_weight_decay", "0.01",
+        "--adam_epsilon", "1e-7", "--use_ema", "--ema_inv_gamma", "2", "--ema_power", "0.5", "--ema_max_decay", "0.99",
+        "--push_to_hub", "--hub_model_id", "me/model", "--hub_private_repo", "--logger", "tensorboard",
+        "--logging_dir", "l", "--mixed_precision", "bf16", "--prediction_type", "sample", "--ddpm_num_steps", "500",
+        "--ddpm_num_inference_steps", "50", "--ddpm_beta_schedule", "squaredcos_cap_v2", "--checkpointing_steps", "7",
+        "--checkpoints_total_limit", "2", "--resume_from_checkpoint", "latest", "--seed", "1", "--max_train_steps", "9",
+    ])
+    assert (every.resolution, every.gradient_accumulation_steps, every.ema_power) == (32, 2, 0.5)
+    assert every.max_train_steps == 9 and every.checkpoints_total_limit == 2
+    assert every.center_crop and every.random_flip and every.use_ema and every.push_to_hub
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "--train_data_dir"),
+    (["--train_data_dir", "x", "--hub_token", "hf_secret"], "HF_TOKEN"),
+    (["--train_data_dir", "x", "--checkpointing_steps", "0"], "checkpointing_steps"),
+])
+def test_bad_flags_are_refused_with_a_reason(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        tu.parse_args(argv)
+    err = capsys.readouterr().err
+    assert message in err and "hf_secret" not in err
+
+
+@pytest.mark.parametrize("resolution, levels", [(16, 2), (32, 4), (64, 5), (128, 6)])
+def test_default_unet_fits_the_resolution(resolution, levels):
+    model, described = tu.default_unet(resolution)
+    assert len(model.config.block_out_channels) == levels and str(levels) in described
+    with torch.no_grad():
+        x = torch.randn(1, 3, resolution, resolution)
+        assert model(x, 10).sample.shape == x.shape
+
+
+def test_a_bad_folder_stops_with_one_line_naming_every_bad_file(image_folder, tmp_path):
+    (image_folder / "broken.png").write_bytes(b"not a png")
+    data = (image_folder / "b00.png").read_bytes()
+    (image_folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    out = finish(run_script("--train_data_dir", str(image_folder), "--output_dir", str(tmp_path / "o"), *FAST))
+    assert "Traceback" not in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("error:") and "broken.png" in last and "truncated.png" in last and "skip_bad_images" in last
+
+
+def test_skip_bad_images_trains_on_the_rest(image_folder, tmp_path):
+    (image_folder / "broken.png").write_bytes(b"not a png")
+    out_dir = tmp_path / "o"
+    proc = run_script("--train_data_dir", str(image_folder), "--output_dir", str(out_dir), "--skip_bad_images",
+                      "--max_train_steps", "2", *FAST)
+    out = finish(proc)
+    assert proc.returncode == 0, out
+    assert "broken.png" in out and (out_dir / "model_index.json").is_file()
+
+
+def test_killed_run_resumes_from_its_last_checkpoint_and_finishes(image_folder, tmp_path):
+    out_dir = tmp_path / "run"
+    common = ["--train_data_dir", str(image_folder), "--output_dir", str(out_dir), "--max_train_steps", "24",
+              "--checkpointing_steps", "4", "--checkpoints_total_limit", "2", "--save_images_epochs", "100",
+              "--save_model_epochs", "100", *FAST]
+    proc = run_script(*common)
+    deadline = time.time() + 180
+    while not (out_dir / "checkpoint-8").is_dir():  # wait for the second checkpoint, then kill without warning
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its second checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = [int(p.name.split("-")[1]) for p in tu.list_checkpoints(out_dir)]
+    assert done and max(done) >= 8 and not (out_dir / "model_index.json").exists()
+    resumed = run_script(*common, "--resume_from_checkpoint", "latest")
+    out = finish(resumed)
+    assert resumed.returncode == 0, out
+    assert f"resumed from {out_dir / f'checkpoint-{max(done)}'} at step {max(done)}" in out
+    final = tu.list_checkpoints(out_dir)
+    assert [p.name for p in final] == ["checkpoint-20", "checkpoint-24"]  # total limit 2 kept the newest
+    assert json.loads((final[-1] / "course_step.json").read_text()) == {"step": 24}
+    assert (out_dir / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert not [p for p in out_dir.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_ema_weights_are_saved_and_differ_from_the_raw_weights(image_folder, tmp_path):
+    out_dir = tmp_path / "ema"
+    proc = run_script("--train_data_dir", str(image_folder), "--output_dir", str(out_dir), "--use_ema",
+                      "--ema_max_decay", "0.9", "--max_train_steps", "6", "--checkpointing_steps", "6", *FAST)
+    out = finish(proc)
+    assert proc.returncode == 0, out
+    saved = load_file(out_dir / "unet" / "diffusion_pytorch_model.safetensors")  # the EMA weights
+    raw = load_file(out_dir / "checkpoint-6" / "model.safetensors")  # the trained model in the training state
+    assert saved.keys() == raw.keys()
+    assert any(not torch.allclose(saved[k], raw[k]) for k in saved)
+    assert (out_dir / "samples" / "epoch_0002.png").is_file()
+    with Image.open(out_dir / "samples" / "epoch_0002.png") as grid:
+        assert grid.size == (4 * 16, 16)
+
+
+def test_two_cpu_processes_save_once_and_log_once(image_folder, tmp_path):
+    out_dir = tmp_path / "ddp"
+    # `accelerate launch --cpu --num_processes 2` starts ONE process (accelerate 1.15 needs mpirun for more);
+    # --multi_gpu with ACCELERATE_USE_CPU=1 starts two processes that talk over gloo on the CPU.
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m"]
+    proc = run_script("--train_data_dir", str(image_folder), "--output_dir", str(out_dir), "--max_train_steps", "4",
+                      "--checkpointing_steps", "2", *FAST, launcher=launcher, extra_env={"ACCELERATE_USE_CPU": "1"})
+    out = finish(proc, timeout=300)
+    assert proc.returncode == 0, out
+    assert "2 process(es) on cpu (MULTI_CPU)" in out
+    assert out.count("a UNet sized for 16 px") == 1  # printed by the main process only
+    events = list((out_dir / "logs").rglob("events.out.tfevents.*"))  # name: ...tfevents.<time>.<host>.<pid>.<n>
+    assert events and len({e.name.split(".")[-2] for e in events}) == 1  # all written by one process
+    assert sorted(p.name for p in (out_dir / "samples").iterdir()) == ["epoch_0002.png"]
+    assert [p.name for p in tu.list_checkpoints(out_dir)] == ["checkpoint-2", "checkpoint-4"]
+    assert sorted((out_dir / "checkpoint-4").glob("random_states_*.pkl")) == [
+        out_dir / "checkpoint-4" / "random_states_0.pkl", out_dir / "checkpoint-4" / "random_states_1.pkl"]
