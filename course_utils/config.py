@@ -49,12 +49,14 @@ SETTINGS: dict[str, dict[str, dict]] = {
     # Chapter 3: a UNet2DModel on butterflies. full = the published setting (30 epochs, (64, 128, 128, 256)).
     "ch3": {
         "small": dict(n_images=64, image_size=32, batch_size=16, lr=1e-3, epochs=2, report_every=1,
-                      channels=(16, 32), layers_per_block=1, attention=0, sample_steps=20, n_samples=16),
+                      channels=(16, 32), layers_per_block=1, attention=0, sample_steps=20, n_samples=16,
+                      fast=False),
         "cpu": dict(n_images=1000, image_size=32, batch_size=64, lr=1e-3, epochs=25, report_every=5,
-                    channels=(16, 32, 64), layers_per_block=1, attention=1, sample_steps=100, n_samples=64),
+                    channels=(16, 32, 64), layers_per_block=1, attention=1, sample_steps=100, n_samples=64,
+                    fast=False),
         "full": dict(n_images=1000, image_size=32, batch_size=64, lr=4e-4, epochs=30, report_every=5,
                      channels=(64, 128, 128, 256), layers_per_block=2, attention=2, sample_steps=1000,
-                     n_samples=64),
+                     n_samples=64, fast=True),
     },
     # Chapter 4: load chapter 3's pipeline, sample reproducibly, swap in DDIM, write a card, share.
     "ch4": {
@@ -67,9 +69,9 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "small": dict(n_images=32, resolution=16, batch_size=8, lr=1e-3, max_train_steps=40, checkpointing_steps=4,
                       save_images_epochs=1, inference_steps=10, eval_batch_size=8, channels=(16, 32), attention=0,
                       extra=[]),
-        "cpu": dict(n_images=1000, resolution=32, batch_size=64, lr=1e-3, max_train_steps=320, checkpointing_steps=80,
+        "cpu": dict(n_images=1000, resolution=32, batch_size=64, lr=1e-3, max_train_steps=400, checkpointing_steps=80,
                     save_images_epochs=5, inference_steps=100, eval_batch_size=16, channels=(16, 32, 64), attention=1,
-                    extra=[]),
+                    extra=["--lr_scheduler", "constant_with_warmup"]),
         "full": dict(n_images=1000, resolution=32, batch_size=64, lr=4e-4, max_train_steps=480, checkpointing_steps=100,
                      save_images_epochs=5, inference_steps=1000, eval_batch_size=16, channels=None, attention=None,
                      extra=["--mixed_precision", "bf16", "--use_ema"]),
