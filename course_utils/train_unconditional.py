@@ -8,8 +8,9 @@
 process with accelerate 1.15 unless MPI is set up: its ``--cpu`` path spawns several only through mpirun.)
 
 The flags are those of diffusers' ``examples/unconditional_image_generation/train_unconditional.py``, with
-the same meaning, plus ``--seed``, ``--max_train_steps`` and ``--skip_bad_images``. The script reads top to
-bottom: configuration, data, model, loop, checkpoint, save.
+the same meaning, plus ``--seed``, ``--max_train_steps``, ``--skip_bad_images`` and ``--data_on_device``
+(the fast path, on by default on CUDA). The script reads top to bottom: configuration, data, model, loop,
+checkpoint, save.
 
 Reliability: ``--checkpointing_steps`` saves the full training state (model, EMA, optimizer, LR schedule,
 random states, step) into ``checkpoint-<step>`` folders that appear whole or not at all;
@@ -20,6 +21,7 @@ folder and renamed into place, so a crash never leaves a half-written one.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -38,7 +40,7 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from .imagefolder import BadImagesError, to_rgb
-from .training import make_unet
+from .training import DeviceBatches, make_unet
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -100,6 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--seed", type=int, default=None, help="Seed everything (data order, noise, initial weights).")
     add("--max_train_steps", type=int, default=None, help="Stop after N updates (overrides --num_epochs).")
     add("--skip_bad_images", action="store_true", help="Skip unreadable images (named in a warning).")
+    add("--data_on_device", choices=["auto", "yes", "no"], default="auto",
+        help="Decode the images once into a uint8 tensor on the training device, flip there, and on CUDA use "
+             "TF32 and channels_last (the fast path). auto: on CUDA when the images fit in 2 GB and the crop "
+             "is fixed (--center_crop or square images).")
     args = p.parse_args(argv)
 
     env_rank = int(os.environ.get("LOCAL_RANK", -1))
@@ -155,6 +161,23 @@ def preprocessing(args: argparse.Namespace) -> transforms.Compose:
     if args.random_flip:
         steps.append(transforms.RandomHorizontalFlip())
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
+
+
+def decode_on_device(dataset, args: argparse.Namespace) -> torch.Tensor | None:
+    """Every image resized and centre-cropped once into a (N, 3, R, R) uint8 tensor; None if that would change
+    the training data (a random crop of non-square images differs every epoch) or exceed 2 GB."""
+    if len(dataset) * 3 * args.resolution**2 > 2e9:
+        return None
+    fixed = transforms.Compose([
+        transforms.Resize(args.resolution, interpolation=transforms.InterpolationMode.BILINEAR),
+        transforms.CenterCrop(args.resolution), transforms.PILToTensor(),
+    ])
+    images = []
+    for image in dataset["image"]:
+        if not args.center_crop and image.width != image.height:
+            return None
+        images.append(fixed(to_rgb(image)))
+    return torch.stack(images)
 
 
 # ---- Checkpoints and saves (all or nothing) ---------------------------------------------------------------
@@ -251,10 +274,23 @@ def main(argv: list[str] | None = None) -> Path:
         dataset = load_images(args)
     except (BadImagesError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
-    augment = preprocessing(args)
-    dataset.set_transform(lambda batch: {"input": [augment(to_rgb(im)) for im in batch["image"]]})
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True,
-                                         num_workers=args.dataloader_num_workers)
+    on_device = None
+    if args.data_on_device == "yes" or (args.data_on_device == "auto" and accelerator.device.type == "cuda"):
+        on_device = decode_on_device(dataset, args)
+        if on_device is None and args.data_on_device == "yes":
+            raise SystemExit("error: --data_on_device yes needs --center_crop (or square images) and under 2 GB "
+                             "of decoded images; use --data_on_device no.")
+    if on_device is not None:  # the fast path: one uint8 tensor on the device, batches made there
+        loader = DeviceBatches(on_device, args.train_batch_size, accelerator.device, flip=args.random_flip,
+                               seed=args.seed or 0, rank=accelerator.process_index, world=accelerator.num_processes)
+        accelerator.print(f"data on {accelerator.device.type}: {tuple(on_device.shape)} uint8, decoded once")
+        if accelerator.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    else:
+        augment = preprocessing(args)
+        dataset.set_transform(lambda batch: {"input": [augment(to_rgb(im)) for im in batch["image"]]})
+        loader = torch.utils.data.DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True,
+                                             num_workers=args.dataloader_num_workers)
 
     # Model, EMA, noise schedule, optimizer, LR schedule.
     if args.model_config_name_or_path is None:
@@ -271,13 +307,18 @@ def main(argv: list[str] | None = None) -> Path:
                                     prediction_type=args.prediction_type)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
                                   weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
-    updates_per_epoch = math.ceil(len(loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    batches_per_process = len(loader) if on_device is not None else math.ceil(len(loader) / accelerator.num_processes)
+    updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or args.num_epochs * updates_per_epoch
     num_epochs = math.ceil(max_steps / updates_per_epoch)
     lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer,
                                  num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=max_steps * accelerator.num_processes)
-    model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
+    if on_device is not None:
+        model = model.to(memory_format=torch.channels_last)
+        model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    else:
+        model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
     if ema is not None:
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
@@ -308,10 +349,14 @@ def main(argv: list[str] | None = None) -> Path:
     bar = tqdm(total=max_steps, initial=global_step, desc="steps", disable=not accelerator.is_local_main_process)
     for epoch in range(first_epoch, num_epochs):
         model.train()
-        batches = accelerator.skip_first_batches(loader, skip_batches) if epoch == first_epoch else loader
+        if on_device is not None:
+            loader.set_epoch(epoch, seed=args.seed or 0)
+            batches = itertools.islice(loader, skip_batches if epoch == first_epoch else 0, None)
+        else:
+            batches = accelerator.skip_first_batches(loader, skip_batches) if epoch == first_epoch else loader
         total, count = torch.zeros((), device=accelerator.device), 0
         for batch in batches:
-            clean = batch["input"]
+            clean = batch["input"] if isinstance(batch, dict) else batch
             noise = torch.randn_like(clean)
             t = torch.randint(0, args.ddpm_num_steps, (len(clean),), device=clean.device)
             noisy = noise_scheduler.add_noise(clean, noise, t)

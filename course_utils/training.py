@@ -127,25 +127,34 @@ class DeviceBatches:
 
     Iterating gives float batches in [-1, 1] (channels_last), one epoch per iteration, with no host work
     beyond launching kernels: the fast path's replacement for ``DataLoader`` + ``set_transform``.
+    With ``rank`` and ``world`` (several processes), every process draws the same shuffled order and takes
+    its own share of the batches, the same number each so that no process waits for a missing step.
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device | str, flip: bool = True,
-                 seed: int = 0, shuffle: bool = True):
+                 seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1):
         self.images = images.to(device)
-        self.batch_size, self.flip, self.shuffle = batch_size, flip, shuffle
-        self.generator = torch.Generator(self.images.device).manual_seed(seed)
+        self.batch_size, self.flip, self.shuffle, self.rank, self.world = batch_size, flip, shuffle, rank, world
+        self.order_generator = torch.Generator(self.images.device).manual_seed(seed)  # same in every process
+        self.flip_generator = torch.Generator(self.images.device).manual_seed(seed + 1 + rank)
 
     def __len__(self) -> int:
-        return -(-len(self.images) // self.batch_size)
+        batches = -(-len(self.images) // self.batch_size)
+        return batches if self.world == 1 else batches // self.world
+
+    def set_epoch(self, epoch: int, seed: int = 0) -> None:
+        """Fix the shuffled order of ``epoch`` (so a resumed run sees the order it would have seen)."""
+        self.order_generator.manual_seed(seed + epoch)
 
     def __iter__(self):
         n = len(self.images)
-        order = (torch.randperm(n, device=self.images.device, generator=self.generator) if self.shuffle
+        order = (torch.randperm(n, device=self.images.device, generator=self.order_generator) if self.shuffle
                  else torch.arange(n, device=self.images.device))
-        for idx in order.split(self.batch_size):
+        chunks = order.split(self.batch_size)[self.rank::self.world][: len(self)]
+        for idx in chunks:
             x = self.images[idx].float().div_(127.5).sub_(1)
             if self.flip:
-                mask = torch.rand(len(x), 1, 1, 1, device=x.device, generator=self.generator) < 0.5
+                mask = torch.rand(len(x), 1, 1, 1, device=x.device, generator=self.flip_generator) < 0.5
                 x = torch.where(mask, x.flip(-1), x)
             yield x.contiguous(memory_format=torch.channels_last)
 

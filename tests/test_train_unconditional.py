@@ -171,3 +171,29 @@ def test_two_cpu_processes_save_once_and_log_once(image_folder, tmp_path):
     assert [p.name for p in tu.list_checkpoints(out_dir)] == ["checkpoint-2", "checkpoint-4"]
     assert sorted((out_dir / "checkpoint-4").glob("random_states_*.pkl")) == [
         out_dir / "checkpoint-4" / "random_states_0.pkl", out_dir / "checkpoint-4" / "random_states_1.pkl"]
+
+
+def test_data_on_device_fast_path_trains_and_resumes_at_the_right_step(image_folder, tmp_path):
+    out_dir = tmp_path / "fast"
+    common = ["--train_data_dir", str(image_folder), "--output_dir", str(out_dir), "--data_on_device", "yes",
+              "--center_crop", "--random_flip", "--checkpointing_steps", "3", "--save_images_epochs", "100", *FAST]
+    first = run_script(*common, "--max_train_steps", "6")
+    out = finish(first)
+    assert first.returncode == 0, out
+    assert "data on cpu: (16, 3, 16, 16) uint8, decoded once" in out
+    resumed = run_script(*common, "--max_train_steps", "9", "--resume_from_checkpoint", "latest")
+    out = finish(resumed)
+    assert resumed.returncode == 0, out
+    assert "at step 6" in out
+    assert json.loads((tu.list_checkpoints(out_dir)[-1] / "course_step.json").read_text()) == {"step": 9}
+
+
+def test_data_on_device_refuses_a_random_crop_of_non_square_images(tmp_path):
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("RGB", (40, 24), (i * 60, 0, 0)).save(folder / f"w{i}.png")
+    proc = run_script("--train_data_dir", str(folder), "--output_dir", str(tmp_path / "o"), "--data_on_device", "yes",
+                      "--max_train_steps", "1", *FAST)
+    out = finish(proc)
+    assert proc.returncode != 0 and out.strip().splitlines()[-1].startswith("error: --data_on_device yes needs")
