@@ -22,6 +22,7 @@ from pathlib import Path
 import diffusers
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers.training_utils import EMAModel
 
 from course_utils.data import data_dir, load_mnist
 from course_utils.files import atomic_folder
@@ -75,6 +76,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--n", type=int, default=200, help="images per sampler")
     p.add_argument("--retrain", action="store_true", help="train again even if a cached model exists")
+    p.add_argument("--ema", action="store_true", help="keep an EMA of the weights (decay 0.999) and sample from it")
+    p.add_argument("--quick", action="store_true", help="skip the slow rows (DDPM 1000 and 50 steps)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -86,7 +89,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = digit_unet(tuple(args.channels)).to(device)
     train_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
-    name = f"samplers-{device.type}-{'-'.join(map(str, args.channels))}-{args.train_seconds:g}s"
+    channels = "-".join(map(str, args.channels))
+    name = f"samplers-{device.type}-{channels}-{args.train_seconds:g}s{'-ema' if args.ema else ''}"
     cache = data_dir() / "benchmarks" / name
     if (cache / "model" / "config.json").is_file() and not args.retrain:
         model = UNet2DModel.from_pretrained(cache / "model").to(device)
@@ -95,10 +99,13 @@ def main() -> None:
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=device.type == "cuda")
         generator = torch.Generator(device).manual_seed(0)
+        ema = EMAModel(model.parameters(), decay=0.999, use_ema_warmup=True) if args.ema else None
         losses, start = [], time.perf_counter()
         while time.perf_counter() - start < args.train_seconds:
             losses += train_ddpm(model, train_scheduler, batches, 1, args.lr, device, generator, fast=True,
-                                 optimizer=optimizer)
+                                 optimizer=optimizer, ema=ema)
+        if ema is not None:
+            ema.copy_to(model.parameters())  # the averaged weights are the model from here on
         trained = {"train_seconds": time.perf_counter() - start, "epochs": len(losses),
                    "images_seen": len(losses) * len(uint8), "final_loss": losses[-1]}
         with atomic_folder(cache, replace=True) as tmp:
@@ -108,12 +115,14 @@ def main() -> None:
 
     scorer = train_digit_scorer()
     rows = [{"sampler": "real digits", "steps": 0, "seconds": 0.0, **scorer.score(scorer_reference(args.n))}]
-    for name, cls, extra, steps in SAMPLERS:
+    for sampler, cls, extra, steps in SAMPLERS:
+        if args.quick and sampler == "DDPM" and steps in (1000, 50):
+            continue
         scheduler = cls.from_config(train_scheduler.config, **extra)
         t0 = time.perf_counter()
         samples = generate(model, scheduler, args.n, steps, device)
         seconds = time.perf_counter() - t0
-        rows.append({"sampler": name, "steps": steps, "seconds": seconds, **scorer.score(samples)})
+        rows.append({"sampler": sampler, "steps": steps, "seconds": seconds, **scorer.score(samples)})
         print(rows[-1], flush=True)
     noise = torch.rand(args.n, 1, 28, 28)
     rows.append({"sampler": "uniform noise", "steps": 0, "seconds": 0.0, **scorer.score(noise)})
@@ -123,10 +132,11 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads",
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
-        "data": source.description, "channels": args.channels, **trained, "n_per_sampler": args.n, "rows": rows,
+        "data": source.description, "channels": args.channels, "ema": args.ema, **trained,
+        "n_per_sampler": args.n, "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"samplers-{device.type}-{record['date']}.json"
+    path = args.out / f"{name}-{record['date']}.json"
     path.with_suffix(".tmp").write_text(json.dumps(record, indent=2))
     path.with_suffix(".tmp").replace(path)
     print(f"trained {trained['train_seconds']:.0f} s, {trained['epochs']} epochs, final loss "

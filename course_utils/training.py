@@ -66,6 +66,7 @@ def train_ddpm(
     fast: bool = False,
     compile: bool = False,
     optimizer: torch.optim.Optimizer | None = None,
+    ema=None,
 ) -> list[float]:
     """Train a UNet2DModel on batches of images in [-1, 1]; return each epoch's mean loss.
 
@@ -76,7 +77,8 @@ def train_ddpm(
     ``fast=True`` adds bf16 autocast (on CUDA, with TF32 matmuls), channels_last and fused AdamW: the same
     maths at lower precision. ``compile=True`` also runs the model through ``torch.compile``. A generator on
     the training device keeps the noise there (no copy from the host each step). Pass ``optimizer`` to
-    continue training across calls (default: a new AdamW).
+    continue training across calls (default: a new AdamW), and a ``diffusers.training_utils.EMAModel`` as
+    ``ema`` to update its moving average after every step.
     """
     device = torch.device(device)
     model.to(device).train()
@@ -104,6 +106,8 @@ def train_ddpm(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.step(model.parameters())
             total += loss.detach()
             count += 1
         means.append(float(total) / max(count, 1))

@@ -69,3 +69,16 @@ def test_fast_path_gives_the_same_losses_as_the_plain_loop():
                                  generator=torch.Generator().manual_seed(2)))
     assert losses[0][-1] < losses[0][0]
     assert torch.allclose(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=1e-4)
+
+
+def test_ema_is_stepped_after_every_update():
+    from diffusers.training_utils import EMAModel
+
+    torch.manual_seed(0)
+    model = tiny_unet()
+    ema = EMAModel(model.parameters(), decay=0.9)
+    data = [torch.rand(8, 1, 8, 8) * 2 - 1 for _ in range(3)]
+    train_ddpm(model, DDPMScheduler(), data, epochs=2, lr=1e-2, ema=ema)
+    assert ema.optimization_step == 6
+    params = list(model.parameters())
+    assert any(not torch.allclose(s, p) for s, p in zip(ema.shadow_params, params, strict=True))
