@@ -40,7 +40,8 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from .imagefolder import BadImagesError, to_rgb
-from .training import DeviceBatches, make_unet
+from .training import DeviceBatches, ddpm_target, make_unet
+from .viz import make_grid
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -235,13 +236,9 @@ def save_pipeline_into(pipeline: DDPMPipeline, output_dir: Path) -> None:
 
 def sample_grid(pipeline: DDPMPipeline, n: int, steps: int, seed: int = 0):
     """A grid of ``n`` samples as a PIL image and as a (N, C, H, W) uint8 array for TensorBoard."""
-    from diffusers.utils import make_image_grid
-
     generator = torch.Generator(pipeline.device).manual_seed(seed)
     images = pipeline(batch_size=n, generator=generator, num_inference_steps=steps, output_type="np").images
-    pil = pipeline.numpy_to_pil(images)
-    cols = min(n, 8)
-    grid = make_image_grid(pil + [pil[-1].copy()] * (-n % cols), rows=math.ceil(n / cols), cols=cols)
+    grid = make_grid(pipeline.numpy_to_pil(images), cols=min(n, 8))
     return grid, (images * 255).round().astype("uint8").transpose(0, 3, 1, 2)
 
 
@@ -350,7 +347,7 @@ def main(argv: list[str] | None = None) -> Path:
     for epoch in range(first_epoch, num_epochs):
         model.train()
         if on_device is not None:
-            loader.set_epoch(epoch, seed=args.seed or 0)
+            loader.set_epoch(epoch)
             batches = itertools.islice(loader, skip_batches if epoch == first_epoch else 0, None)
         else:
             batches = accelerator.skip_first_batches(loader, skip_batches) if epoch == first_epoch else loader
@@ -362,12 +359,7 @@ def main(argv: list[str] | None = None) -> Path:
             noisy = noise_scheduler.add_noise(clean, noise, t)
             with accelerator.accumulate(model):
                 prediction = model(noisy, t).sample
-                if args.prediction_type == "epsilon":
-                    target = noise
-                elif args.prediction_type == "sample":
-                    target = clean
-                else:
-                    target = noise_scheduler.get_velocity(clean, noise, t)
+                target = ddpm_target(noise_scheduler, clean, noise, t)
                 loss = F.mse_loss(prediction.float(), target.float())
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:

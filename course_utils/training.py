@@ -139,6 +139,7 @@ class DeviceBatches:
                  seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1):
         self.images = images.to(device)
         self.batch_size, self.flip, self.shuffle, self.rank, self.world = batch_size, flip, shuffle, rank, world
+        self.seed = seed
         self.order_generator = torch.Generator(self.images.device).manual_seed(seed)  # same in every process
         self.flip_generator = torch.Generator(self.images.device).manual_seed(seed + 1 + rank)
 
@@ -146,9 +147,9 @@ class DeviceBatches:
         batches = -(-len(self.images) // self.batch_size)
         return batches if self.world == 1 else batches // self.world
 
-    def set_epoch(self, epoch: int, seed: int = 0) -> None:
+    def set_epoch(self, epoch: int) -> None:
         """Fix the shuffled order of ``epoch`` (so a resumed run sees the order it would have seen)."""
-        self.order_generator.manual_seed(seed + epoch)
+        self.order_generator.manual_seed(self.seed + epoch)
 
     def __iter__(self):
         n = len(self.images)
