@@ -105,23 +105,64 @@ def load_mnist(train: bool = True, offline: bool | None = None, signed: bool = F
 # --- Butterflies: Hub, a local folder, or synthetic ---------------------------------------------------
 
 
-def _wing_layer(size: int, rng: np.random.Generator) -> Image.Image:
+# The drawings' named attributes: what a caption says and what the butterfly metric reads back.
+WING_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 40, 40), "orange": (240, 135, 25), "yellow": (235, 210, 30), "green": (40, 160, 60),
+    "blue": (40, 80, 215), "purple": (130, 50, 180), "pink": (240, 110, 180), "brown": (120, 75, 35),
+}
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "white": (240, 240, 235), "yellow": (245, 235, 165), "blue": (185, 210, 240), "green": (200, 232, 190),
+    "pink": (245, 208, 218), "grey": (185, 185, 185),
+}
+
+
+class ButterflyAttributes(NamedTuple):
+    """What butterfly number ``index`` shows: wing and background colour names, spot colour, spot count."""
+
+    wing: str
+    background: str
+    spots: str
+    n_spots: int
+
+    @property
+    def caption(self) -> str:
+        """The drawing in words, e.g. ``a red butterfly on a blue background``."""
+        return f"a {self.wing} butterfly on a {self.background} background"
+
+
+def _jitter(rgb: tuple[int, int, int], rng: np.random.Generator, amount: int) -> tuple[int, int, int]:
+    """A colour moved by up to ``amount`` per channel, so that no two drawings share exact pixels."""
+    return tuple(int(np.clip(v + rng.integers(-amount, amount + 1), 0, 255)) for v in rgb)
+
+
+def butterfly_attributes(index: int, seed: int = 0) -> ButterflyAttributes:
+    """The named attributes of butterfly ``index`` (the same ones ``synthetic_butterfly`` draws)."""
+    rng = np.random.default_rng([seed, index])
+    wings = list(WING_COLOURS)
+    wing = wings[int(rng.integers(len(wings)))]
+    background = list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
+    spots = [c for c in wings + ["black", "white"] if c != wing][int(rng.integers(len(wings) + 1))]
+    return ButterflyAttributes(wing, background, spots, int(rng.integers(1, 4)))
+
+
+def _wing_layer(size: int, attrs: ButterflyAttributes, rng: np.random.Generator) -> Image.Image:
     """Draw the left half of a butterfly (two wings with edge bands and spots) on a transparent layer."""
     layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     c = size / 2
-    main = tuple(int(v) for v in rng.integers(40, 256, 3))
-    edge = tuple(int(v * rng.uniform(0.1, 0.45)) for v in main)
-    spot = tuple(int(v) for v in rng.integers(0, 256, 3))
+    main = _jitter(WING_COLOURS[attrs.wing], rng, 18)
+    edge = tuple(int(v * rng.uniform(0.2, 0.45)) for v in main)
+    named_spot = {"black": (20, 20, 20), "white": (250, 250, 250)}.get(attrs.spots) or WING_COLOURS[attrs.spots]
+    spot = _jitter(named_spot, rng, 18)
     for dy, scale in ((-1, rng.uniform(0.38, 0.46)), (1, rng.uniform(0.26, 0.36))):  # upper, lower wing
         w, h = scale * size, scale * size * rng.uniform(0.65, 0.95)
         cx, cy = c - w * 0.55, c + dy * h * 0.45
         box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
         draw.ellipse(box, fill=edge + (255,))
-        band = w * rng.uniform(0.07, 0.14)
+        band = w * rng.uniform(0.06, 0.11)
         draw.ellipse([box[0] + band, box[1] + band, box[2] - band, box[3] - band], fill=main + (255,))
-        for _ in range(int(rng.integers(1, 4))):
-            r = w * rng.uniform(0.05, 0.12)
+        for _ in range(attrs.n_spots):
+            r = w * rng.uniform(0.05, 0.1)
             sx, sy = cx + rng.uniform(-0.25, 0.2) * w, cy + rng.uniform(-0.25, 0.25) * h
             draw.ellipse([sx - r, sy - r, sx + r, sy + r], fill=spot + (255,))
     return layer
@@ -130,13 +171,15 @@ def _wing_layer(size: int, rng: np.random.Generator) -> Image.Image:
 def synthetic_butterfly(index: int, size: int = 64, seed: int = 0) -> Image.Image:
     """Draw butterfly number ``index``: symmetric wings, body and antennae on a plain background.
 
-    The same (index, size, seed) always gives the same picture, so any count is a prefix of a larger one.
+    Its wing and background colours are named (``butterfly_attributes(index, seed)``), so captions and the
+    butterfly metric know what is in each picture. The same (index, size, seed) always gives the same
+    picture, so any count is a prefix of a larger one.
     """
-    rng = np.random.default_rng([seed, index])
+    attrs = butterfly_attributes(index, seed)
+    rng = np.random.default_rng([seed, index, 1])
     big = size * 4  # draw large, then shrink: smooth edges
-    background = tuple(int(v) for v in rng.integers(150, 256, 3))
-    canvas = Image.new("RGBA", (big, big), background + (255,))
-    half = _wing_layer(big, rng)
+    canvas = Image.new("RGBA", (big, big), _jitter(BACKGROUNDS[attrs.background], rng, 8) + (255,))
+    half = _wing_layer(big, attrs, rng)
     mirrored = half.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     wings = Image.alpha_composite(half, mirrored)
     draw = ImageDraw.Draw(wings)
@@ -159,7 +202,7 @@ def synthetic_butterflies_folder(n: int = 1000, size: int = 64, seed: int = 0) -
     The folder is written under a temporary name and renamed when complete, so an interrupted run never
     leaves a half-filled folder behind.
     """
-    folder = data_dir() / f"synthetic-butterflies-v1-n{n}-s{size}-seed{seed}"
+    folder = data_dir() / f"synthetic-butterflies-v2-n{n}-s{size}-seed{seed}"
     if folder.is_dir():
         return folder
     with atomic_folder(folder) as tmp:
@@ -228,7 +271,11 @@ def first_images(dataset: Dataset, n: int) -> torch.Tensor:
 
 
 __all__ = [
+    "BACKGROUNDS",
+    "ButterflyAttributes",
     "Source",
+    "WING_COLOURS",
+    "butterfly_attributes",
     "butterfly_transform",
     "data_dir",
     "pipeline_dir",

@@ -8,9 +8,11 @@
 process with accelerate 1.15 unless MPI is set up: its ``--cpu`` path spawns several only through mpirun.)
 
 The flags are those of diffusers' ``examples/unconditional_image_generation/train_unconditional.py``, with
-the same meaning, plus ``--seed``, ``--max_train_steps``, ``--skip_bad_images`` and ``--data_on_device``
-(the fast path, on by default on CUDA). The script reads top to bottom: configuration, data, model, loop,
-checkpoint, save.
+the same meaning, plus ``--seed``, ``--max_train_steps``, ``--skip_bad_images``, ``--data_on_device``
+(the fast path, on by default on CUDA) and ``--class_conditional`` / ``--class_drop_prob`` (a class-conditioned
+UNet for classifier-free guidance, labels from the image folder's sub-folder names). The image mode follows the
+UNet: a config with ``in_channels: 1`` trains on grayscale images, 3 on RGB. The script reads top to bottom:
+configuration, data, model, loop, checkpoint, save.
 
 Reliability: ``--checkpointing_steps`` saves the full training state (model, EMA, optimizer, LR schedule,
 random states, step) into ``checkpoint-<step>`` folders that appear whole or not at all;
@@ -40,7 +42,7 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from .imagefolder import BadImagesError, to_rgb
-from .training import DeviceBatches, ddpm_target, make_unet
+from .training import DeviceBatches, ddpm_target, make_unet, sample_with_guidance
 from .viz import make_grid
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -107,6 +109,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Decode the images once into a uint8 tensor on the training device, flip there, and on CUDA use "
              "TF32 and channels_last (the fast path). auto: on CUDA when the images fit in 2 GB and the crop "
              "is fixed (--center_crop or square images).")
+    add("--class_conditional", action="store_true",
+        help="Train a class-conditioned UNet on the dataset's 'label' column (an image folder's sub-folder names); "
+             "one extra class embedding means 'no class', for classifier-free guidance.")
+    add("--class_drop_prob", type=float, default=0.1,
+        help="With --class_conditional: the share of labels replaced by 'no class' during training.")
     args = p.parse_args(argv)
 
     env_rank = int(os.environ.get("LOCAL_RANK", -1))
@@ -120,10 +127,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("checkpointing_steps", "save_images_epochs", "save_model_epochs", "gradient_accumulation_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not 0 <= args.class_drop_prob < 1:
+        p.error(f"--class_drop_prob must be in [0, 1), got {args.class_drop_prob}")
     return args
 
 
-def default_unet(resolution: int) -> tuple[UNet2DModel, str]:
+def default_unet(resolution: int, num_class_embeds: int | None = None) -> tuple[UNet2DModel, str]:
     """A UNet sized for the resolution (diffusers' default six levels are too deep under 64 px), and its name."""
     if resolution < 8 or resolution % 8:
         raise ValueError(f"--resolution {resolution}: use a multiple of 8 (at least 8), e.g. 32 or 64")
@@ -136,7 +145,8 @@ def default_unet(resolution: int) -> tuple[UNet2DModel, str]:
     levels = int(math.log2(resolution)) - 2  # keep the deepest feature map at 4x4 or more
     channels = channels[: max(2, min(len(channels), levels + 1))]
     attention = min(attention, len(channels))
-    model = make_unet(resolution, channels, layers_per_block=2, attention=attention)
+    model = make_unet(resolution, channels, layers_per_block=2, attention=attention,
+                      num_class_embeds=num_class_embeds)
     return model, f"{len(channels)} levels {channels}, attention in the deepest {attention}"
 
 
@@ -144,7 +154,8 @@ def default_unet(resolution: int) -> tuple[UNet2DModel, str]:
 
 
 def load_images(args: argparse.Namespace):
-    """The training images as a ``datasets.Dataset`` with an ``image`` column; local folders are checked first."""
+    """The training images as a ``datasets.Dataset`` with an ``image`` column (and ``label`` where the data has
+    classes); local folders are checked first."""
     from datasets import load_dataset
 
     from .data import load_image_folder
@@ -152,6 +163,20 @@ def load_images(args: argparse.Namespace):
     if args.dataset_name is not None:
         return load_dataset(args.dataset_name, args.dataset_config_name, cache_dir=args.cache_dir, split="train")
     return load_image_folder(args.train_data_dir, skip_bad=args.skip_bad_images)
+
+
+def class_names(dataset) -> list[str]:
+    """The names of the dataset's classes (its ``label`` column), for ``--class_conditional``."""
+    feature = dataset.features.get("label")
+    if feature is None or not hasattr(feature, "names"):
+        raise SystemExit("error: --class_conditional needs labelled images: put each class in its own sub-folder "
+                         "of --train_data_dir (e.g. 0/, 1/, ...) or use a dataset with a 'label' class column.")
+    return list(feature.names)
+
+
+def convert(image, channels: int):
+    """A PIL image in the mode the UNet reads: grayscale for 1 channel, RGB for 3."""
+    return to_rgb(image).convert("L") if channels == 1 else to_rgb(image)
 
 
 def preprocessing(args: argparse.Namespace) -> transforms.Compose:
@@ -164,10 +189,10 @@ def preprocessing(args: argparse.Namespace) -> transforms.Compose:
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
 
 
-def decode_on_device(dataset, args: argparse.Namespace) -> torch.Tensor | None:
-    """Every image resized and centre-cropped once into a (N, 3, R, R) uint8 tensor; None if that would change
+def decode_on_device(dataset, args: argparse.Namespace, channels: int = 3) -> torch.Tensor | None:
+    """Every image resized and centre-cropped once into a (N, C, R, R) uint8 tensor; None if that would change
     the training data (a random crop of non-square images differs every epoch) or exceed 2 GB."""
-    if len(dataset) * 3 * args.resolution**2 > 2e9:
+    if len(dataset) * channels * args.resolution**2 > 2e9:
         return None
     fixed = transforms.Compose([
         transforms.Resize(args.resolution, interpolation=transforms.InterpolationMode.BILINEAR),
@@ -177,7 +202,7 @@ def decode_on_device(dataset, args: argparse.Namespace) -> torch.Tensor | None:
     for image in dataset["image"]:
         if not args.center_crop and image.width != image.height:
             return None
-        images.append(fixed(to_rgb(image)))
+        images.append(fixed(convert(image, channels)))
     return torch.stack(images)
 
 
@@ -234,10 +259,17 @@ def save_pipeline_into(pipeline: DDPMPipeline, output_dir: Path) -> None:
     shutil.rmtree(tmp_parent)
 
 
-def sample_grid(pipeline: DDPMPipeline, n: int, steps: int, seed: int = 0):
-    """A grid of ``n`` samples as a PIL image and as a (N, C, H, W) uint8 array for TensorBoard."""
-    generator = torch.Generator(pipeline.device).manual_seed(seed)
-    images = pipeline(batch_size=n, generator=generator, num_inference_steps=steps, output_type="np").images
+def sample_grid(pipeline: DDPMPipeline, n: int, steps: int, seed: int = 0, names: list[str] | None = None):
+    """A grid of ``n`` samples (with ``names``: up to 8 per class, a row each) as a PIL image and as a
+    (N, C, H, W) uint8 array for TensorBoard."""
+    if names:
+        labels = torch.arange(len(names)).repeat_interleave(min(n, 8))
+        x = sample_with_guidance(pipeline.unet, pipeline.scheduler, steps, labels=labels, guidance_scale=1.0,
+                                 seed=seed, device=pipeline.device)
+        images = ((x + 1) / 2).permute(0, 2, 3, 1).float().numpy()
+    else:
+        generator = torch.Generator(pipeline.device).manual_seed(seed)
+        images = pipeline(batch_size=n, generator=generator, num_inference_steps=steps, output_type="np").images
     grid = make_grid(pipeline.numpy_to_pil(images), cols=min(n, 8))
     return grid, (images * 255).round().astype("uint8").transpose(0, 3, 1, 2)
 
@@ -271,31 +303,49 @@ def main(argv: list[str] | None = None) -> Path:
         dataset = load_images(args)
     except (BadImagesError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
+    names = class_names(dataset) if args.class_conditional else None
+
+    # Model: its config fixes the image channels (1: grayscale, 3: RGB) and, conditioned, the class count.
+    classes = len(names) + 1 if names else None  # the last class embedding means "no class"
+    if args.model_config_name_or_path is None:
+        model, described = default_unet(args.resolution, num_class_embeds=classes)
+        accelerator.print(f"no --model_config_name_or_path: a UNet sized for {args.resolution} px, {described}")
+    else:
+        config = UNet2DModel.load_config(args.model_config_name_or_path)
+        model = UNet2DModel.from_config(config, **({"num_class_embeds": classes} if classes else {}))
+        accelerator.print(f"UNet from {args.model_config_name_or_path}")
+    channels = model.config.in_channels
+    if names:
+        accelerator.print(f"class-conditional: {len(names)} classes {names} + 'no class' (label {len(names)}), "
+                          f"dropped {args.class_drop_prob:.0%} of the time")
+
     on_device = None
     if args.data_on_device == "yes" or (args.data_on_device == "auto" and accelerator.device.type == "cuda"):
-        on_device = decode_on_device(dataset, args)
+        on_device = decode_on_device(dataset, args, channels)
         if on_device is None and args.data_on_device == "yes":
             raise SystemExit("error: --data_on_device yes needs --center_crop (or square images) and under 2 GB "
                              "of decoded images; use --data_on_device no.")
     if on_device is not None:  # the fast path: one uint8 tensor on the device, batches made there
         loader = DeviceBatches(on_device, args.train_batch_size, accelerator.device, flip=args.random_flip,
-                               seed=args.seed or 0, rank=accelerator.process_index, world=accelerator.num_processes)
+                               seed=args.seed or 0, rank=accelerator.process_index, world=accelerator.num_processes,
+                               labels=torch.tensor(dataset["label"]) if names else None)
         accelerator.print(f"data on {accelerator.device.type}: {tuple(on_device.shape)} uint8, decoded once")
         if accelerator.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     else:
         augment = preprocessing(args)
-        dataset.set_transform(lambda batch: {"input": [augment(to_rgb(im)) for im in batch["image"]]})
+
+        def transform(batch: dict) -> dict:
+            out = {"input": [augment(convert(im, channels)) for im in batch["image"]]}
+            if names:
+                out["label"] = batch["label"]
+            return out
+
+        dataset.set_transform(transform)
         loader = torch.utils.data.DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True,
                                              num_workers=args.dataloader_num_workers)
 
-    # Model, EMA, noise schedule, optimizer, LR schedule.
-    if args.model_config_name_or_path is None:
-        model, described = default_unet(args.resolution)
-        accelerator.print(f"no --model_config_name_or_path: a UNet sized for {args.resolution} px, {described}")
-    else:
-        model = UNet2DModel.from_config(UNet2DModel.load_config(args.model_config_name_or_path))
-        accelerator.print(f"UNet from {args.model_config_name_or_path}")
+    # EMA, noise schedule, optimizer, LR schedule.
     ema = None
     if args.use_ema:
         ema = EMAModel(model.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, inv_gamma=args.ema_inv_gamma,
@@ -353,12 +403,15 @@ def main(argv: list[str] | None = None) -> Path:
             batches = accelerator.skip_first_batches(loader, skip_batches) if epoch == first_epoch else loader
         total, count = torch.zeros((), device=accelerator.device), 0
         for batch in batches:
-            clean = batch["input"] if isinstance(batch, dict) else batch
+            clean, labels = split_batch(batch)
             noise = torch.randn_like(clean)
             t = torch.randint(0, args.ddpm_num_steps, (len(clean),), device=clean.device)
             noisy = noise_scheduler.add_noise(clean, noise, t)
+            if labels is not None:  # classifier-free guidance: sometimes the model is told "no class"
+                drop = torch.rand(len(labels), device=labels.device) < args.class_drop_prob
+                labels = torch.where(drop, len(names), labels)
             with accelerator.accumulate(model):
-                prediction = model(noisy, t).sample
+                prediction = model(noisy, t, class_labels=labels).sample
                 target = ddpm_target(noise_scheduler, clean, noise, t)
                 loss = F.mse_loss(prediction.float(), target.float())
                 accelerator.backward(loss)
@@ -388,7 +441,8 @@ def main(argv: list[str] | None = None) -> Path:
         save_images = (epoch + 1) % args.save_images_epochs == 0 or last
         save_model = (epoch + 1) % args.save_model_epochs == 0 or last
         if (save_images or save_model) and accelerator.is_main_process:
-            save_outputs(accelerator, args, model, ema, noise_scheduler, output_dir, epoch, save_images, save_model)
+            save_outputs(accelerator, args, model, ema, noise_scheduler, output_dir, epoch, save_images, save_model,
+                         names)
         accelerator.wait_for_everyone()
         if global_step >= max_steps:
             break
@@ -401,8 +455,20 @@ def main(argv: list[str] | None = None) -> Path:
     return output_dir
 
 
-def save_outputs(accelerator, args, model, ema, noise_scheduler, output_dir, epoch, save_images, save_model) -> None:
-    """Main process only: a sample grid (PNG + TensorBoard) and/or the pipeline, with the EMA weights if used."""
+def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The images of a batch and its labels (None when unconditional), from the DataLoader or the fast path."""
+    if isinstance(batch, dict):
+        labels = batch.get("label")
+        return batch["input"], (torch.as_tensor(labels, device=batch["input"].device) if labels is not None else None)
+    return batch if isinstance(batch, tuple) else (batch, None)
+
+
+def save_outputs(accelerator, args, model, ema, noise_scheduler, output_dir, epoch, save_images, save_model,
+                 names=None) -> None:
+    """Main process only: a sample grid (PNG + TensorBoard) and/or the pipeline, with the EMA weights if used.
+
+    A class-conditioned model's grid has a row per class (conditional samples, guidance scale 1); its class
+    names are saved beside the pipeline in ``class_names.json``."""
     unet = accelerator.unwrap_model(model)
     if ema is not None:
         ema.store(unet.parameters())
@@ -410,7 +476,7 @@ def save_outputs(accelerator, args, model, ema, noise_scheduler, output_dir, epo
     pipeline = DDPMPipeline(unet=unet, scheduler=noise_scheduler)
     pipeline.set_progress_bar_config(disable=True)
     if save_images:
-        grid, images = sample_grid(pipeline, args.eval_batch_size, args.ddpm_num_inference_steps)
+        grid, images = sample_grid(pipeline, args.eval_batch_size, args.ddpm_num_inference_steps, names=names)
         (output_dir / "samples").mkdir(exist_ok=True)
         tmp = output_dir / "samples" / f".epoch_{epoch + 1:04d}.png.tmp"
         grid.save(tmp, format="PNG")
@@ -419,6 +485,9 @@ def save_outputs(accelerator, args, model, ema, noise_scheduler, output_dir, epo
             accelerator.get_tracker("tensorboard").writer.add_images("test_samples", images, epoch + 1)
     if save_model:
         save_pipeline_into(pipeline, output_dir)
+        if names:
+            (output_dir / ".class_names.json.tmp").write_text(json.dumps(names))
+            os.replace(output_dir / ".class_names.json.tmp", output_dir / "class_names.json")
     if ema is not None:
         ema.restore(unet.parameters())
 

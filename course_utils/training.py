@@ -18,11 +18,13 @@ def make_unet(
     layers_per_block: int = 2,
     attention: int = 2,
     in_channels: int = 3,
+    num_class_embeds: int | None = None,
 ) -> UNet2DModel:
     """A UNet2DModel with self-attention in its ``attention`` deepest levels (chapter 3's model by default).
 
     The defaults give the course's published butterfly model: down blocks DownBlock2D, DownBlock2D,
-    AttnDownBlock2D, AttnDownBlock2D and the mirror image going up.
+    AttnDownBlock2D, AttnDownBlock2D and the mirror image going up. ``num_class_embeds`` adds diffusers' class
+    embedding (a class-conditioned model, chapter 7).
     """
     if not 0 <= attention <= len(channels):
         raise ValueError(f"attention={attention}: must be between 0 and the number of levels ({len(channels)})")
@@ -33,6 +35,7 @@ def make_unet(
         sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
         layers_per_block=layers_per_block, block_out_channels=tuple(channels),
         norm_num_groups=min(32, min(channels) // 2), down_block_types=down, up_block_types=up,
+        num_class_embeds=num_class_embeds,
     )
 
 
@@ -133,11 +136,14 @@ class DeviceBatches:
     beyond launching kernels: the fast path's replacement for ``DataLoader`` + ``set_transform``.
     With ``rank`` and ``world`` (several processes), every process draws the same shuffled order and takes
     its own share of the batches, the same number each so that no process waits for a missing step.
+    With ``labels`` (one per image), each batch is an ``(images, labels)`` pair.
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device | str, flip: bool = True,
-                 seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1):
+                 seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1,
+                 labels: torch.Tensor | None = None):
         self.images = images.to(device)
+        self.labels = labels.to(device) if labels is not None else None
         self.batch_size, self.flip, self.shuffle, self.rank, self.world = batch_size, flip, shuffle, rank, world
         self.seed = seed
         self.order_generator = torch.Generator(self.images.device).manual_seed(seed)  # same in every process
@@ -161,7 +167,8 @@ class DeviceBatches:
             if self.flip:
                 mask = torch.rand(len(x), 1, 1, 1, device=x.device, generator=self.flip_generator) < 0.5
                 x = torch.where(mask, x.flip(-1), x)
-            yield x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+            yield x if self.labels is None else (x, self.labels[idx])
 
 
 @torch.no_grad()
@@ -183,6 +190,41 @@ def sample_ddpm(
     x = torch.randn(shape, generator=generator).to(device)
     for t in scheduler.timesteps:
         x = scheduler.step(model(x, t).sample, t, x, generator=generator).prev_sample
+    return x.clamp(-1, 1).cpu()
+
+
+@torch.no_grad()
+def sample_with_guidance(
+    unet: UNet2DModel,
+    scheduler: DDPMScheduler,
+    steps: int,
+    labels: torch.Tensor,
+    guidance_scale: float = 1.0,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Sample a class-conditioned UNet with classifier-free guidance; images in [-1, 1], one per label.
+
+    The UNet's last class embedding means "no class". Each step predicts the noise twice, with and without
+    the label, and mixes them: eps = eps_uncond + s * (eps_cond - eps_uncond). At s = 1 that is the
+    conditional prediction alone (computed once); at s = 0 the unconditional one.
+    """
+    scheduler = type(scheduler).from_config(scheduler.config)
+    scheduler.set_timesteps(steps)
+    unet.to(device).eval()
+    labels = labels.to(device)
+    no_class = torch.full_like(labels, unet.config.num_class_embeds - 1)
+    size = unet.config.sample_size
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn((len(labels), unet.config.in_channels, size, size), generator=generator).to(device)
+    for t in scheduler.timesteps:
+        if guidance_scale == 1:
+            eps = unet(x, t, class_labels=labels).sample
+        else:
+            both = unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, no_class])).sample
+            eps_cond, eps_uncond = both.chunk(2)
+            eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+        x = scheduler.step(eps, t, x, generator=generator).prev_sample
     return x.clamp(-1, 1).cpu()
 
 
