@@ -158,7 +158,9 @@ def main() -> None:
     if len(results) == 2:
         record["speedup"] = results["fast"]["images_per_s"] / results["published"]["images_per_s"]
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"train_speed-{device.type}-{args.model}-{record['date']}.json"
+    setting = "-".join([f"{args.epochs}ep", f"b{args.batch_size}"] + ["compile"] * args.compile
+                       + ([args.only] if args.only else []))
+    path = args.out / f"train_speed-{device.type}-{args.model}-{setting}-{record['date']}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2))
     tmp.replace(path)

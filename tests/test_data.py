@@ -1,5 +1,6 @@
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -114,3 +115,16 @@ def test_first_images_reads_tuples_and_dicts():
     ds = data.digits_28("test")
     assert data.first_images(ds, 3).shape == (3, 1, 28, 28)
     assert data.first_images([{"images": torch.ones(2, 4, 4)}] * 2, 5).shape == (2, 2, 4, 4)
+
+
+def test_butterfly_attributes_name_what_is_drawn():
+    attrs = [data.butterfly_attributes(i) for i in range(400)]
+    assert attrs[7] == data.butterfly_attributes(7) and attrs[7] != data.butterfly_attributes(7, seed=1)
+    assert {a.wing for a in attrs} == set(data.WING_COLOURS)  # every named colour occurs
+    assert {a.background for a in attrs} == set(data.BACKGROUNDS)
+    assert all(a.spots != a.wing for a in attrs)
+    assert attrs[0].caption == f"a {attrs[0].wing} butterfly on a {attrs[0].background} background"
+    # the corner pixel is the named background, within the drawing's jitter
+    for i in range(10):
+        corner = np.array(data.synthetic_butterfly(i, 32).getpixel((0, 0)))
+        assert np.abs(corner - data.BACKGROUNDS[attrs[i].background]).max() <= 12, (i, corner)

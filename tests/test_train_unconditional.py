@@ -197,3 +197,47 @@ def test_data_on_device_refuses_a_random_crop_of_non_square_images(tmp_path):
                       "--max_train_steps", "1", *FAST)
     out = finish(proc)
     assert proc.returncode != 0 and out.strip().splitlines()[-1].startswith("error: --data_on_device yes needs")
+
+
+@pytest.fixture
+def digit_folder(tmp_path) -> Path:
+    """Twelve 16-px grayscale digits in one sub-folder per class (0, 1, 2): labelled data."""
+    from course_utils.data import digits_28
+
+    images, labels = digits_28("all").tensors
+    folder = tmp_path / "digits"
+    for cls in range(3):
+        (folder / str(cls)).mkdir(parents=True)
+        for i, x in enumerate(images[labels == cls][:4]):
+            Image.fromarray((x[0] * 255).round().byte().numpy(), mode="L").resize((16, 16)).save(
+                folder / str(cls) / f"{i}.png")
+    return folder
+
+
+def test_class_conditional_grayscale_run_saves_a_conditioned_unet_and_its_class_names(digit_folder, tmp_path):
+    config = tmp_path / "unet.json"
+    config.write_text(json.dumps(dict(sample_size=16, in_channels=1, out_channels=1, layers_per_block=1,
+                                      block_out_channels=[8, 16], norm_num_groups=4,
+                                      down_block_types=["DownBlock2D"] * 2, up_block_types=["UpBlock2D"] * 2)))
+    out_dir = tmp_path / "cond"
+    out = finish(run_script("--train_data_dir", str(digit_folder), "--output_dir", str(out_dir),
+                            "--model_config_name_or_path", str(config), "--class_conditional",
+                            "--max_train_steps", "3", "--checkpointing_steps", "3", *FAST))
+    assert "class-conditional: 3 classes ['0', '1', '2']" in out, out
+    unet = json.loads((out_dir / "unet" / "config.json").read_text())
+    assert unet["num_class_embeds"] == 4 and unet["in_channels"] == 1  # 3 digits + "no class"
+    assert json.loads((out_dir / "class_names.json").read_text()) == ["0", "1", "2"]
+    grid = Image.open(sorted((out_dir / "samples").glob("epoch_*.png"))[-1])
+    assert grid.height > 2 * grid.width / 4 - 1  # one row per class: 3 rows of 4 samples
+
+
+def test_class_conditional_needs_labelled_images(image_folder, tmp_path):
+    out = finish(run_script("--train_data_dir", str(image_folder), "--output_dir", str(tmp_path / "o"),
+                            "--class_conditional", "--max_train_steps", "1", *FAST))
+    assert "error: --class_conditional needs labelled images" in out and "Traceback" not in out
+
+
+def test_class_drop_prob_must_be_a_probability(capsys):
+    with pytest.raises(SystemExit):
+        tu.parse_args(["--train_data_dir", "x", "--class_drop_prob", "1.5"])
+    assert "--class_drop_prob must be in [0, 1), got 1.5" in capsys.readouterr().err

@@ -82,3 +82,25 @@ def test_ema_is_stepped_after_every_update():
     assert ema.optimization_step == 6
     params = list(model.parameters())
     assert any(not torch.allclose(s, p) for s, p in zip(ema.shadow_params, params, strict=True))
+
+
+def test_classifier_free_guidance_at_scale_1_and_0_is_the_conditional_and_unconditional_model():
+    from course_utils.training import sample_with_guidance
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+                       norm_num_groups=4, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2,
+                       num_class_embeds=3).eval()
+    with torch.no_grad():  # make the class embedding matter
+        unet.class_embedding.weight.mul_(20)
+    s = DDPMScheduler(beta_schedule="squaredcos_cap_v2")
+    labels = torch.tensor([0, 1, 1])
+    at_1 = sample_with_guidance(unet, s, 5, labels, guidance_scale=1.0, seed=3)
+    at_0 = sample_with_guidance(unet, s, 5, labels, guidance_scale=0.0, seed=3)
+    no_class = sample_with_guidance(unet, s, 5, torch.full((3,), 2), guidance_scale=1.0, seed=3)
+    assert torch.allclose(at_0, no_class, atol=1e-5)  # scale 0: the unconditional prediction alone
+    assert not torch.allclose(at_1, at_0, atol=1e-3)
+    # scale 1 computes the conditional prediction once; the two-pass mix with s = 1 gives the same images
+    at_1_mixed = sample_with_guidance(unet, s, 5, labels, guidance_scale=1.0 + 1e-9, seed=3)
+    assert torch.allclose(at_1, at_1_mixed, atol=1e-5)
+    assert at_1.shape == (3, 1, 8, 8) and at_1.min() >= -1 and at_1.max() <= 1
