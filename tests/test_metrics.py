@@ -1,9 +1,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.functional import gaussian_blur
 
-from course_utils.data import digits_28
-from course_utils.metrics import frechet_distance, train_digit_scorer
+from course_utils.data import butterfly_attributes, digits_28
+from course_utils.metrics import drawn_butterflies, frechet_distance, train_butterfly_scorer, train_digit_scorer
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +40,42 @@ def test_frechet_distance_of_a_set_with_itself_is_zero_and_grows_with_shift():
 def test_score_rejects_wrong_shapes(scorer):
     with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
         scorer.score(torch.rand(4, 3, 32, 32))
+
+
+@pytest.fixture(scope="module")
+def butterfly_scorer():
+    return train_butterfly_scorer(n_train=1500, n_reference=300, epochs=12)  # half the drawings, more epochs
+
+
+def test_butterfly_reader_reads_the_wing_colour_of_fresh_drawings(butterfly_scorer):
+    assert butterfly_scorer.wing_accuracy >= 0.95 and butterfly_scorer.background_accuracy >= 0.95
+    indices = range(200_000, 200_100)
+    read = butterfly_scorer.wing_colours(drawn_butterflies(indices, size=64))  # 64x64: resized to 32x32 first
+    hits = [colour == butterfly_attributes(i).wing for colour, i in zip(read, indices, strict=True)]
+    assert sum(hits) >= 95
+
+
+def test_drawn_butterflies_score_better_than_blur_and_noise(butterfly_scorer):
+    real = drawn_butterflies(range(200_000, 200_200))
+    noise = torch.rand(200, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    r, b, n = (butterfly_scorer.score(x) for x in (real, gaussian_blur(real, 5, 1.5), noise))
+    assert r["wing_colours"] == 8 and r["confident"] > 0.85 and n["confident"] < 0.1
+    assert r["frechet"] * 2 < b["frechet"] and b["frechet"] * 5 < n["frechet"]
+
+
+def test_wing_probabilities_are_differentiable(butterfly_scorer):
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    probs = butterfly_scorer.wing_probabilities(x)
+    probs[:, 0].sum().backward()
+    assert probs.shape == (2, 8) and x.grad.abs().sum() > 0
+
+
+def test_butterfly_scorer_is_deterministic():
+    x = drawn_butterflies(range(200_000, 200_050))
+    kwargs = {"n_train": 200, "n_reference": 50, "epochs": 1}
+    assert train_butterfly_scorer(**kwargs).score(x) == train_butterfly_scorer(**kwargs).score(x)
+
+
+def test_butterfly_score_rejects_wrong_shapes(butterfly_scorer):
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        butterfly_scorer.score(torch.rand(4, 1, 28, 28))
