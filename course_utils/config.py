@@ -40,23 +40,23 @@ SETTINGS: dict[str, dict[str, dict]] = {
     # Chapter 2: schedules, and a small experiment comparing epsilon / x0 / v targets on digits.
     "ch2": {
         "small": dict(max_train=256, batch_size=32, lr=1e-3, epochs=1, channels=(16, 32),
-                      sample_steps=20, n_score=64),
+                      sample_steps=20, n_score=64, shipped_steps=20),
         "cpu": dict(max_train=None, batch_size=64, lr=2e-3, epochs=6, channels=(16, 32),
-                    sample_steps=50, n_score=200),
+                    sample_steps=50, n_score=200, shipped_steps=50),
         "full": dict(max_train=None, batch_size=128, lr=1e-3, epochs=10, channels=(32, 64, 64),
-                     sample_steps=1000, n_score=256),
+                     sample_steps=1000, n_score=256, shipped_steps=50),
     },
     # Chapter 3: a UNet2DModel on butterflies. full = the published setting (30 epochs, (64, 128, 128, 256)).
     "ch3": {
         "small": dict(n_images=64, image_size=32, batch_size=16, lr=1e-3, epochs=2, report_every=1,
                       channels=(16, 32), layers_per_block=1, attention=0, sample_steps=20, n_samples=16,
-                      fast=False),
+                      fast=False, compare_steps=10),
         "cpu": dict(n_images=1000, image_size=32, batch_size=64, lr=1e-3, epochs=25, report_every=5,
                     channels=(16, 32, 64), layers_per_block=1, attention=1, sample_steps=100, n_samples=64,
-                    fast=False),
+                    fast=False, compare_steps=50),
         "full": dict(n_images=1000, image_size=32, batch_size=64, lr=4e-4, epochs=30, report_every=5,
                      channels=(64, 128, 128, 256), layers_per_block=2, attention=2, sample_steps=1000,
-                     n_samples=64, fast=True),
+                     n_samples=64, fast=True, compare_steps=50),
     },
     # Chapter 4: load chapter 3's pipeline, sample reproducibly, swap in DDIM, write a card, share.
     "ch4": {

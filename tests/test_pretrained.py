@@ -1,0 +1,85 @@
+"""The course's own pretrained pipelines: shipped whole, loaded offline in about a second, and they work."""
+
+import json
+import time
+
+import pytest
+import torch
+
+from course_utils import pretrained
+from course_utils.metrics import train_digit_scorer
+
+NAMES = list(pretrained.RECIPES)
+
+
+@pytest.fixture(scope="module")
+def digit_scorer():
+    return train_digit_scorer()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_pipeline_ships_whole_with_fp16_safetensors_and_a_card_from_its_run(name):
+    folder = pretrained.path(name)
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {"model_index.json", "scheduler/scheduler_config.json", "unet/config.json",
+            "unet/diffusion_pytorch_model.safetensors", "README.md", "training.json", "scores.json",
+            "samples.png"} <= files
+    assert not any(f.endswith(".bin") for f in files)
+    from safetensors import safe_open
+
+    with safe_open(folder / "unet" / "diffusion_pytorch_model.safetensors", "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+    record = json.loads((folder / "training.json").read_text())
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: diffusers" in card
+    for fact in (record["command"], record["device"], record["date"], f'{record["steps"]:,} optimizer steps'):
+        assert fact in card, fact
+
+
+def test_all_shipped_weights_stay_within_30_mb():
+    total = sum(p.stat().st_size for p in pretrained.HERE.rglob("*") if p.is_file())
+    assert total <= 30e6, f"course_utils/pretrained holds {total / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_load_is_offline_and_fast(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pretrained.load(name)  # the first load imports diffusers' model code
+    start = time.perf_counter()
+    pipeline = pretrained.load(name)
+    assert time.perf_counter() - start < 2.0
+    assert pipeline.unet.dtype == torch.float32 and pipeline.device.type == "cpu"
+
+
+def test_unknown_name_says_what_ships():
+    with pytest.raises(KeyError, match="digits-28, digits-28-conditional, butterflies-32"):
+        pretrained.load("mnist")
+
+
+def test_digits_28_draws_digits(digit_scorer):
+    x = pretrained.ddim_samples(pretrained.load("digits-28"), 60, steps=20)
+    scores = digit_scorer.score(x)
+    assert scores["confident"] >= 0.6 and scores["classes"] >= 8, scores
+
+
+def test_the_conditional_model_draws_the_digit_asked_for(digit_scorer):
+    labels = torch.arange(10).repeat(4)
+    x = pretrained.ddim_samples(pretrained.load("digits-28-conditional"), len(labels), steps=20, labels=labels,
+                                guidance_scale=1.0)
+    with torch.no_grad():
+        asked = (digit_scorer.model(x).argmax(1) == labels).float().mean().item()
+    assert asked >= 0.85, asked
+    assert pretrained.class_names("digits-28-conditional") == [str(i) for i in range(10)]
+
+
+def test_retrain_writes_a_loadable_pipeline_and_its_record(tmp_path):
+    out = pretrained.retrain("digits-28-conditional", steps=2, work_dir=tmp_path / "work", out=tmp_path / "out",
+                             card=False, extra_args=("--train_batch_size", "16", "--ddpm_num_inference_steps", "2",
+                                                     "--eval_batch_size", "1"))
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps"] == 2 and record["training_images"] == 1438 and len(record["losses"]) == 1
+    assert "--class_conditional" in record["script_command"] and str(tmp_path) not in record["script_command"]
+    from diffusers import DDPMPipeline
+
+    unet = DDPMPipeline.from_pretrained(out).unet
+    assert unet.config.num_class_embeds == 11 and unet.dtype == torch.float16
