@@ -29,22 +29,21 @@ from tqdm.auto import tqdm
 from .data import BACKGROUNDS, WING_COLOURS, butterfly_attributes, digits_28, synthetic_butterfly
 
 
+def conv_body(in_channels: int, widths: Sequence[int], size: int, feature_dim: int) -> nn.Sequential:
+    """Conv 3x3 + ReLU + 2x2 max-pool per width, then a ReLU feature layer: the metrics' small feature extractors."""
+    layers: list[nn.Module] = []
+    for width in widths:
+        layers += [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        in_channels, size = width, size // 2
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(in_channels * size * size, feature_dim), nn.ReLU())
+
+
 class DigitClassifier(nn.Module):
     """Two conv blocks and a 32-wide feature layer: small enough to train in seconds on a CPU."""
 
     def __init__(self, feature_dim: int = 32):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(32 * 7 * 7, feature_dim),
-            nn.ReLU(),
-        )
+        self.body = conv_body(1, (16, 32), 28, feature_dim)
         self.head = nn.Linear(feature_dim, 10)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,20 +149,7 @@ class ButterflyReader(nn.Module):
 
     def __init__(self, feature_dim: int = 64):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(32 * 4 * 4, feature_dim),
-            nn.ReLU(),
-        )
+        self.body = conv_body(3, (16, 32, 32), 32, feature_dim)
         self.wing = nn.Linear(feature_dim, len(WING_COLOURS))
         self.background = nn.Linear(feature_dim, len(BACKGROUNDS))
 

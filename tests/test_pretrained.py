@@ -80,6 +80,8 @@ def test_retrain_writes_a_loadable_pipeline_and_its_record(tmp_path):
     assert record["steps"] == 2 and record["training_images"] == 1438 and len(record["losses"]) == 1
     assert "--class_conditional" in record["script_command"] and str(tmp_path) not in record["script_command"]
     from diffusers import DDPMPipeline
+    from safetensors import safe_open
 
-    unet = DDPMPipeline.from_pretrained(out).unet
-    assert unet.config.num_class_embeds == 11 and unet.dtype == torch.float16
+    assert DDPMPipeline.from_pretrained(out).unet.config.num_class_embeds == 11  # 10 digits + "no class"
+    with safe_open(out / "unet" / "diffusion_pytorch_model.safetensors", "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
