@@ -168,17 +168,34 @@ def _wing_layer(size: int, attrs: ButterflyAttributes, rng: np.random.Generator)
     return layer
 
 
-def synthetic_butterfly(index: int, size: int = 64, seed: int = 0) -> Image.Image:
+NIGHT_SKY = (16, 20, 44)  # the second family's background (chapter 6 fine-tunes on it): never in the first
+
+
+def _starry_night(big: int, rng: np.random.Generator) -> Image.Image:
+    """A dark blue sky with a dozen small pale stars: the background of the night butterflies."""
+    canvas = Image.new("RGBA", (big, big), _jitter(NIGHT_SKY, rng, 6) + (255,))
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(12):
+        x, y, r = rng.uniform(0, big), rng.uniform(0, big), big * rng.uniform(0.008, 0.016)
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(235, 235, 200, 255))
+    return canvas
+
+
+def synthetic_butterfly(index: int, size: int = 64, seed: int = 0, night: bool = False) -> Image.Image:
     """Draw butterfly number ``index``: symmetric wings, body and antennae on a plain background.
 
     Its wing and background colours are named (``butterfly_attributes(index, seed)``), so captions and the
     butterfly metric know what is in each picture. The same (index, size, seed) always gives the same
-    picture, so any count is a prefix of a larger one.
+    picture, so any count is a prefix of a larger one. ``night=True`` draws the second family, night
+    butterflies: the same wings on a starry night sky instead of the named background.
     """
     attrs = butterfly_attributes(index, seed)
     rng = np.random.default_rng([seed, index, 1])
     big = size * 4  # draw large, then shrink: smooth edges
-    canvas = Image.new("RGBA", (big, big), _jitter(BACKGROUNDS[attrs.background], rng, 8) + (255,))
+    if night:
+        canvas = _starry_night(big, np.random.default_rng([seed, index, 2]))
+    else:
+        canvas = Image.new("RGBA", (big, big), _jitter(BACKGROUNDS[attrs.background], rng, 8) + (255,))
     half = _wing_layer(big, attrs, rng)
     mirrored = half.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     wings = Image.alpha_composite(half, mirrored)
@@ -196,18 +213,19 @@ def synthetic_butterfly(index: int, size: int = 64, seed: int = 0) -> Image.Imag
     return canvas.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
 
 
-def synthetic_butterflies_folder(n: int = 1000, size: int = 64, seed: int = 0) -> Path:
-    """Write ``n`` synthetic butterflies as PNGs into a cached folder (once) and return the folder.
+def synthetic_butterflies_folder(n: int = 1000, size: int = 64, seed: int = 0, night: bool = False) -> Path:
+    """Write ``n`` synthetic butterflies (night butterflies if ``night``) as PNGs into a cached folder (once).
 
     The folder is written under a temporary name and renamed when complete, so an interrupted run never
     leaves a half-filled folder behind.
     """
-    folder = data_dir() / f"synthetic-butterflies-v2-n{n}-s{size}-seed{seed}"
+    family = "night-butterflies" if night else "synthetic-butterflies"
+    folder = data_dir() / f"{family}-v2-n{n}-s{size}-seed{seed}"
     if folder.is_dir():
         return folder
     with atomic_folder(folder) as tmp:
         for i in range(n):
-            synthetic_butterfly(i, size, seed).save(tmp / f"butterfly_{i:05d}.png")
+            synthetic_butterfly(i, size, seed, night).save(tmp / f"butterfly_{i:05d}.png")
     return folder
 
 

@@ -138,9 +138,9 @@ def train_digit_scorer(
 # --- Butterflies: read the wing and background colour of 32x32 drawings -------------------------------
 
 
-def drawn_butterflies(indices: Sequence[int], size: int = 32, seed: int = 0) -> torch.Tensor:
-    """The course's drawn butterflies number ``indices`` as a tensor (N, 3, size, size) in [0, 1]."""
-    pixels = np.stack([np.asarray(synthetic_butterfly(i, size, seed)) for i in indices])
+def drawn_butterflies(indices: Sequence[int], size: int = 32, seed: int = 0, night: bool = False) -> torch.Tensor:
+    """Drawn butterflies number ``indices`` (night butterflies if ``night``) as (N, 3, size, size) in [0, 1]."""
+    pixels = np.stack([np.asarray(synthetic_butterfly(i, size, seed, night)) for i in indices])
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
 
 
@@ -206,6 +206,16 @@ class ButterflyScorer:
             "wing_colours": int(colours),
             "frechet": frechet_distance(feats.cpu().numpy().astype(np.float64), self.reference_features),
         }
+
+
+def border_brightness(images: torch.Tensor, width: int = 3) -> torch.Tensor:
+    """Mean brightness (0-1) of each image's outer frame of ``width`` pixels: the background, away from the wings.
+
+    Day backgrounds read 0.7-0.95, the night sky about 0.1 (chapter 6 counts samples below 0.35 as night).
+    """
+    inner = torch.zeros(images.shape[-2:], dtype=torch.bool)
+    inner[width:-width, width:-width] = True
+    return images[..., ~inner].mean(dim=(1, 2)) if images.ndim == 4 else images[..., ~inner].mean()
 
 
 def _butterfly_labels(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -70,6 +70,7 @@ def train_ddpm(
     compile: bool = False,
     optimizer: torch.optim.Optimizer | None = None,
     ema=None,
+    class_drop_prob: float = 0.1,
 ) -> list[float]:
     """Train a UNet2DModel on batches of images in [-1, 1]; return each epoch's mean loss.
 
@@ -81,7 +82,9 @@ def train_ddpm(
     maths at lower precision. ``compile=True`` also runs the model through ``torch.compile``. A generator on
     the training device keeps the noise there (no copy from the host each step). Pass ``optimizer`` to
     continue training across calls (default: a new AdamW), and a ``diffusers.training_utils.EMAModel`` as
-    ``ema`` to update its moving average after every step.
+    ``ema`` to update its moving average after every step. A class-conditioned UNet (``num_class_embeds``) takes
+    ``(images, labels)`` batches; each label is replaced by the last class, "no class", with probability
+    ``class_drop_prob``, so the one model also learns the unconditional prediction (classifier-free guidance).
     """
     device = torch.device(device)
     model.to(device).train()
@@ -103,8 +106,13 @@ def train_ddpm(
             clean = _images(batch).to(device, non_blocking=True)
             noise = torch.randn(clean.shape, generator=generator, device=noise_device).to(device)
             t = torch.randint(0, n_steps, (len(clean),), generator=generator, device=noise_device).to(device)
+            labels = None
+            if model.config.num_class_embeds:
+                labels = batch[1].to(device)
+                drop = torch.rand(len(labels), generator=generator, device=noise_device).to(device) < class_drop_prob
+                labels = torch.where(drop, model.config.num_class_embeds - 1, labels)
             with autocast:
-                prediction = forward(scheduler.add_noise(clean, noise, t), t).sample
+                prediction = forward(scheduler.add_noise(clean, noise, t), t, class_labels=labels).sample
             loss = F.mse_loss(prediction.float(), ddpm_target(scheduler, clean, noise, t))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -243,3 +251,90 @@ def tiny_butterfly_pipeline(folder: str | Path, n_images: int = 64, epochs: int 
     unet = make_unet(32, channels=(16, 32), layers_per_block=1, attention=0)
     train_ddpm(unet, scheduler, loader, epochs, lr=1e-3, generator=torch.Generator().manual_seed(seed))
     return save_pipeline(DDPMPipeline(unet=unet.eval(), scheduler=scheduler), folder)
+
+
+# ---- Chapters 6-7: DDIM by hand, guided sampling, LoRA -----------------------------------------------------
+
+
+def predicted_x0_and_noise(
+    scheduler: DDPMScheduler, model_output: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a model output as (predicted x_0, predicted noise) under the scheduler's ``prediction_type``, unclipped."""
+    a = scheduler.alphas_cumprod.to(x.device)[t]
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return (x - (1 - a).sqrt() * model_output) / a.sqrt(), model_output
+    if kind == "v_prediction":
+        return a.sqrt() * x - (1 - a).sqrt() * model_output, a.sqrt() * model_output + (1 - a).sqrt() * x
+    if kind == "sample":
+        return model_output, (x - a.sqrt() * model_output) / (1 - a).sqrt()
+    raise ValueError(f"prediction_type={kind!r}: use 'epsilon', 'sample' or 'v_prediction'")
+
+
+def ddim_step(
+    scheduler: DDPMScheduler, model_output: torch.Tensor, t: int, t_next: int, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One deterministic DDIM step (eta = 0) from timestep ``t`` to ``t_next``: returns (x_{t_next}, predicted x_0).
+
+    x_0 is predicted from x_t (and clipped as the scheduler clips it), then noised again to the level of
+    ``t_next`` with the *predicted* noise: x_next = sqrt(abar_next) x_0 + sqrt(1 - abar_next) eps. A ``t_next``
+    below 0 means the end of sampling (abar = 1); a ``t_next`` above ``t`` runs the step backwards (DDIM inversion).
+    """
+    x0, eps = predicted_x0_and_noise(scheduler, model_output, t, x)
+    if scheduler.config.clip_sample:
+        limit = scheduler.config.clip_sample_range
+        x0 = x0.clamp(-limit, limit)
+    abar = scheduler.alphas_cumprod.to(x.device)
+    a_next = abar[t_next] if t_next >= 0 else torch.ones((), device=x.device)
+    return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps, x0
+
+
+def sample_with_loss_guidance(
+    unet: UNet2DModel,
+    scheduler: DDPMScheduler,
+    n: int,
+    steps: int,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    scale: float,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Sample ``n`` images in [-1, 1] with loss guidance (chapter 7); at ``scale`` 0 this is ``sample_ddpm``.
+
+    Each step predicts x_0 from x_t, maps it to [0, 1] and scores it with ``loss_fn`` (one loss per image); x_t
+    moves against the gradient of the summed losses, ``x_t -= scale * grad``, and the scheduler takes its step
+    from there with the same noise prediction. Summing (not averaging) keeps a scale's meaning independent of n.
+    """
+    scheduler = type(scheduler).from_config(scheduler.config)
+    scheduler.set_timesteps(steps)
+    unet.to(device).eval().requires_grad_(False)
+    size = unet.config.sample_size
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn((n, unet.config.in_channels, size, size), generator=generator).to(device)
+    for t in scheduler.timesteps:
+        x = x.detach().requires_grad_(scale != 0)
+        with torch.set_grad_enabled(scale != 0):
+            output = unet(x, t).sample
+            if scale != 0:
+                x0 = predicted_x0_and_noise(scheduler, output, t, x)[0]
+                grad = torch.autograd.grad(loss_fn((x0 + 1) / 2).sum(), x)[0]
+                x = x.detach() - scale * grad
+        x = scheduler.step(output.detach(), t, x.detach(), generator=generator).prev_sample
+    return x.clamp(-1, 1).cpu()
+
+
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2")
+
+
+def add_lora(unet: UNet2DModel, rank: int = 8, targets: Sequence[str] = LORA_TARGETS, seed: int = 0):
+    """Wrap a UNet2DModel with LoRA adapters (``peft``) on its attention projections and resnet convolutions.
+
+    Returns the ``peft.PeftModel``: only the adapters train, the base weights are frozen; ``save_pretrained``
+    writes the adapters alone, ``merge_and_unload()`` folds them into the base weights. The wrapped UNet is
+    changed in place (its layers now carry the adapters).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)  # the adapters' A matrices start random (B starts at zero: no change at first)
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=list(targets), lora_dropout=0.0)
+    return get_peft_model(unet, config)
