@@ -10,13 +10,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+TWINS = sorted((ROOT / "notebooks" / "zh").glob("[0-9]*.ipynb"))  # the Chinese edition (tests/test_editions.py)
+# The lecture's fixed headings in each edition: title, "what you will learn", summary, exercises.
+HEADINGS = {
+    "en": ("# Chapter", "What you will learn", "## Summary", "## Exercises"),
+    "zh": ("# 第", "你将学到", "## 小结", "## 练习"),
+}
 
 
 def test_there_are_notebooks():
     assert NOTEBOOKS, "no chapter notebooks found in notebooks/"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS + TWINS, ids=lambda p: p.relative_to(ROOT / "notebooks").as_posix())
 def test_notebook_is_stored_without_outputs(path):
     nb = json.loads(path.read_text())
     dirty = [
@@ -25,15 +31,16 @@ def test_notebook_is_stored_without_outputs(path):
     assert not dirty, f"{path.name}: cells {dirty} hold outputs; clear them before committing"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS + TWINS, ids=lambda p: p.relative_to(ROOT / "notebooks").as_posix())
 def test_notebook_opens_and_closes_like_a_lecture(path):
     cells = json.loads(path.read_text())["cells"]
+    title, learn, summary, exercises = HEADINGS["zh" if path.parent.name == "zh" else "en"]
     first = "".join(cells[0]["source"])
-    assert first.startswith("# Chapter"), "first cell: the title"
-    assert "What you will learn" in first
+    assert first.startswith(title), "first cell: the title"
+    assert learn in first
     assert "colab.research.google.com/github/" in first and path.name in first, "Open-in-Colab badge for this file"
     last = "".join(cells[-1]["source"])
-    assert cells[-1]["cell_type"] == "markdown" and "## Summary" in last and "## Exercises" in last
+    assert cells[-1]["cell_type"] == "markdown" and summary in last and exercises in last
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     assert any("google.colab" in c for c in code), "a setup cell for Colab"
     assert any("chapter_config(" in c for c in code), "a config cell reading the active profile"

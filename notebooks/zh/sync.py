@@ -5,6 +5,7 @@ from the English notebook byte for byte, so never edit them in a twin: edit the 
 this script. Markdown cells keep their Chinese text, matched to the English cell by id.
 
     python notebooks/zh/sync.py          # rewrite every twin from its English chapter (creates missing ones)
+    python notebooks/zh/sync.py 03_training_butterflies   # only the chapters named
     python notebooks/zh/sync.py --check  # write nothing; exit 1 if a twin is out of step
 
 A markdown cell the twin does not have yet (a new chapter, a new paragraph) is copied in English and listed
@@ -56,17 +57,26 @@ def build_twin(
             record = {"en": en_hash, "zh": zh_hash}  # (re)translated since the last run: current
         elif record.get("en") != en_hash:
             report["to update"].append(cell.id)
-        result.cells[i] = nbformat.v4.new_markdown_cell(zh.source, id=cell.id, metadata={
-            **copy.deepcopy(cell.metadata), "translation": dict(record)})
+        result.cells[i] = nbformat.v4.new_markdown_cell(
+            zh.source, id=cell.id, metadata={**copy.deepcopy(cell.metadata), "translation": dict(record)}
+        )
     kept = {c.id for c in result.cells}
     report["dropped"] = [cell_id for cell_id in old if cell_id not in kept]
     return result, report
 
 
-def sync(check: bool = False) -> int:
-    """Rebuild (or, with check, only compare) every twin; print what needs a translator; return an exit code."""
+def sync(check: bool = False, chapters: list[str] | None = None) -> int:
+    """Rebuild (or, with check, only compare) the twins; print what needs a translator; return an exit code."""
+    paths = sorted(EN.glob("[0-9]*.ipynb"))
+    if chapters:
+        names = {Path(c).stem for c in chapters}
+        unknown = names - {p.stem for p in paths}
+        if unknown:
+            print(f"no English chapter named {', '.join(sorted(unknown))} in {EN}")
+            return 2
+        paths = [p for p in paths if p.stem in names]
     out_of_step = []
-    for path in sorted(EN.glob("[0-9]*.ipynb")):
+    for path in paths:
         english = nbformat.read(path, as_version=4)
         twin_path = ZH / path.name
         twin = nbformat.read(twin_path, as_version=4) if twin_path.exists() else None
@@ -89,5 +99,7 @@ def sync(check: bool = False) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("chapters", nargs="*", help="chapter names, e.g. 03_training_butterflies (default: all)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a twin is out of step")
-    sys.exit(sync(parser.parse_args().check))
+    args = parser.parse_args()
+    sys.exit(sync(args.check, args.chapters))
