@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,8 +42,9 @@ def is_offline(host: str = HUB_HOST, port: int = 443, timeout: float = 2.0) -> b
 UPLOAD_IGNORE = ["checkpoint-*", "checkpoint-*/**", "logs/**", "*.tmp*", "**/.*", ".*", ".*/**"]
 
 
-def find_token() -> str | None:
-    """The Hub token from ``HF_TOKEN`` or, in Colab, the ``HF_TOKEN`` secret; ``None`` when there is none.
+def find_token(login: bool = False) -> str | None:
+    """The Hub token from ``HF_TOKEN``, in Colab the ``HF_TOKEN`` secret, with ``login`` the one saved by
+    ``hf auth login``; ``None`` when there is none.
 
     The token is returned, never printed: show ``token is not None``, not the token.
     """
@@ -52,9 +54,14 @@ def find_token() -> str | None:
     try:
         from google.colab import userdata  # type: ignore[import-not-found]
 
-        return (userdata.get("HF_TOKEN") or "").strip() or None
+        token = (userdata.get("HF_TOKEN") or "").strip()
     except Exception:  # not in Colab, or the secret is missing / not shared with this notebook
-        return None
+        token = ""
+    if not token and login:
+        from huggingface_hub import get_token
+
+        token = (get_token() or "").strip()
+    return token or None
 
 
 def upload_plan(folder: str | Path) -> list[str]:
@@ -107,3 +114,88 @@ def upload_pipeline(folder: str | Path, repo_id: str, token: str | None, private
     upload_folder(repo_id=repo_id, folder_path=str(folder), token=token, ignore_patterns=UPLOAD_IGNORE,
                   commit_message="Upload DDPMPipeline from the diffusion course")
     return str(url)
+
+
+# ---- Checking a push before the work that precedes it -----------------------------------------------
+
+TOKENS_PAGE = "https://huggingface.co/settings/tokens"
+
+
+class PushCheckError(RuntimeError):
+    """Why an upload cannot work, in one line that says how to fix it (never containing the token)."""
+
+
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why ``repo_id`` is not a valid Hub repo id (``name`` or ``namespace/name``), or None when it is."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return (f"{repo_id!r} is not a valid Hub repo id: use 'name' or 'namespace/name' with letters, digits, "
+                "'-', '_' and '.', at most 96 characters, no '--' or '..'")
+    return None
+
+
+def check_push_access(repo_id: str | None, default_name: str = "", network: bool = True) -> str:
+    """The repo id an upload would go to (``<user>/<default_name>`` when ``repo_id`` is None), once a token
+    is found, offline mode is off, the Hub answers, and the token may write there; else ``PushCheckError``.
+
+    With ``network=False`` only the local checks run (token, offline mode, id syntax).
+    """
+    import huggingface_hub
+
+    if repo_id is not None and (problem := repo_id_problem(repo_id)):
+        raise PushCheckError(problem)
+    token = find_token(login=True)
+    if not token:
+        raise PushCheckError(f"no Hub token found: set HF_TOKEN to a write token from {TOKENS_PAGE} "
+                             "(or run `hf auth login`)")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
+        raise PushCheckError("HF_HUB_OFFLINE is set, so nothing can be uploaded: unset it to upload")
+    if not network:
+        return repo_id or default_name
+    if not can_reach(HUB_HOST):
+        raise PushCheckError(f"cannot reach {HUB_HOST} (no network, or a firewall/proxy in the way): "
+                             "check the connection")
+    try:
+        me = huggingface_hub.whoami(token=token)
+    except Exception as err:  # the token's text is never part of these messages
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if status == 401:
+            raise PushCheckError(f"the Hub refused the token as invalid or expired: make a new write token at "
+                                 f"{TOKENS_PAGE} and put it in HF_TOKEN") from None
+        raise PushCheckError(f"the Hub did not say whom the token belongs to ({type(err).__name__}, "
+                             f"HTTP {status}): try again later") from None
+    user = me.get("name", "")
+    if repo_id is None:
+        repo_id = f"{user}/{default_name}"
+        if problem := repo_id_problem(repo_id):
+            raise PushCheckError(f"{problem} (made from your user name and the output folder's name)")
+    namespace = repo_id.split("/")[0] if "/" in repo_id else user
+    access = (me.get("auth") or {}).get("accessToken") or {}
+    if access.get("role") == "read":
+        raise PushCheckError(f"the token is read-only, so it cannot write {repo_id}: make a write token at "
+                             f"{TOKENS_PAGE}")
+    orgs = {org.get("name"): org.get("roleInOrg") for org in me.get("orgs") or []}
+    if namespace != user and namespace not in orgs:
+        mine = ", ".join([user, *orgs])
+        raise PushCheckError(f"the token belongs to {user!r}, who cannot create repos under {namespace!r}: "
+                             f"use one of your namespaces ({mine}), e.g. {user}/{repo_id.split('/')[-1]}")
+    if orgs.get(namespace) == "read":
+        raise PushCheckError(f"{user!r} has only read access to the organisation {namespace!r}: ask an admin "
+                             "for write access or push to your own namespace")
+    if access.get("role") == "fineGrained":
+        scoped = (access.get("fineGrained") or {}).get("scoped") or []
+        if not any("repo.write" in s.get("permissions", []) and (s.get("entity") or {}).get("name")
+                   in (namespace, repo_id) for s in scoped):
+            raise PushCheckError(f"the fine-grained token has no 'repo.write' permission for {namespace!r}: "
+                                 f"add it to the token at {TOKENS_PAGE}")
+    return repo_id
+
+
+def upload_command(folder: str | Path, repo_id: str) -> str:
+    """A shell command that uploads a saved pipeline later with ``upload_pipeline`` (the token found then)."""
+    code = ("from course_utils.hub import find_token, upload_pipeline; "
+            f"print(upload_pipeline({str(folder)!r}, {repo_id!r}, find_token(login=True)))")
+    return f"python -c {shlex.quote(code)}"

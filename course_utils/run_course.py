@@ -28,8 +28,26 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its own errors are one ``error:`` line (no usage block), exit code 2."""
+
+    def error(self, message: str) -> None:
+        """Print ``error: <message>`` and exit with code 2, as argparse does."""
+        self.exit(2, f"error: {message} (--help lists the options)\n")
+
+
+def _int_or_text(text: str) -> int | str:
+    """An int, or the text itself when it is not one (``check_inputs`` reports it with the other problems)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def run_notebook(path: Path, out: Path, timeout: int | None = None) -> tuple[float, str | None]:
     """Execute one notebook in its own folder; save it and its HTML to ``out``; return (seconds, error)."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     error = None
@@ -39,6 +57,10 @@ def run_notebook(path: Path, out: Path, timeout: int | None = None) -> tuple[flo
         )
     except CellExecutionError as err:
         error = str(err).strip().splitlines()[-1] if str(err).strip() else "cell failed"
+    except CellTimeoutError:
+        error = f"a cell ran longer than --timeout {timeout} s; raise --timeout or leave it out (no limit)"
+    except DeadKernelError:
+        error = "the kernel died (out of memory?); try a smaller --profile"
     seconds = time.perf_counter() - start
     _write_atomic(out / path.name, nbformat.writes(nb))
     html, _ = HTMLExporter().from_notebook_node(nb)
@@ -46,18 +68,69 @@ def run_notebook(path: Path, out: Path, timeout: int | None = None) -> tuple[flo
     return seconds, error
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the notebooks named (default: all in notebooks/) and print a table of times."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: notebooks/*.ipynb)")
-    parser.add_argument("--profile", choices=PROFILES, help="COURSE_PROFILE for the run (default: as set, or auto)")
-    parser.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build)")
-    parser.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell (default: no limit)")
-    args = parser.parse_args(argv)
+def check_inputs(args: argparse.Namespace, unknown: list[str]) -> list[str]:
+    """Every problem with the command line, one ``error:`` line each (none: the notebooks can run); writes nothing."""
+    problems = [f"{u!r}: not an option of run_course (--help lists them)" for u in unknown]
+    if args.profile is not None and args.profile not in PROFILES:
+        problems.append(f"--profile {args.profile!r}: not a profile; use one of {', '.join(PROFILES)}")
+    if args.profile is None and os.environ.get("COURSE_PROFILE", "").strip().lower() not in ("", *PROFILES):
+        problems.append(f"COURSE_PROFILE={os.environ['COURSE_PROFILE']!r} is not a profile; set it to one of "
+                        f"{', '.join(PROFILES)}, unset it, or pass --profile")
+    if isinstance(args.timeout, str) or (args.timeout is not None and args.timeout < 1):
+        problems.append(f"--timeout {args.timeout}: must be a whole number of seconds, at least 1 (or leave it out "
+                        "for no limit)")
+    for path in args.notebooks:
+        if not path.exists():
+            problems.append(f"notebook {path}: no such file; check the name (ls notebooks/)")
+        elif path.suffix != ".ipynb" or not path.is_file():
+            problems.append(f"notebook {path}: not a .ipynb file; name notebook files")
+        else:
+            try:
+                nbformat.read(path, as_version=4)
+            except Exception as err:
+                problems.append(f"notebook {path}: not a readable notebook ({type(err).__name__}); check the file")
+    out = args.out.expanduser()
+    if out.exists() and not out.is_dir():
+        problems.append(f"--out {args.out}: a file, not a folder; choose a folder name")
+    else:
+        existing = next(p for p in [out, *out.absolute().parents] if p.exists())
+        if not existing.is_dir():
+            problems.append(f"--out {args.out}: {existing} is a file, so no folder can be made inside it")
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            problems.append(f"--out {args.out}: cannot write in {existing} (permission denied or read-only); "
+                            "choose a folder you can write to")
+        sources = {p.resolve().parent for p in args.notebooks if p.is_file()}
+        if out.resolve() in sources:
+            problems.append(f"--out {args.out}: the notebooks' own folder, so the executed copies would replace "
+                            "them; choose another folder (e.g. build)")
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-    notebooks = args.notebooks or sorted(Path("notebooks").glob("[0-9]*.ipynb"))
-    if not notebooks:
-        parser.error("no notebooks found: run from the repository root or name them")
+        KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel:
+        problems.append("no 'python3' Jupyter kernel: pip install ipykernel (make install does)")
+    return [f"error: {p}" for p in problems]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check the command line, run the notebooks named (default: all in notebooks/), print a table of times."""
+    parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: notebooks/*.ipynb)")
+    parser.add_argument("--profile", metavar="{" + ",".join(PROFILES) + "}",
+                        help="COURSE_PROFILE for the run (default: as set, or auto)")
+    parser.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build)")
+    parser.add_argument("--timeout", type=_int_or_text, default=None,
+                        help="seconds allowed per cell (default: no limit)")
+    args, unknown = parser.parse_known_args(argv)
+
+    args.notebooks = args.notebooks or sorted(Path("notebooks").glob("[0-9]*.ipynb"))
+    problems = check_inputs(args, unknown)
+    if not args.notebooks:
+        problems.insert(0, f"error: no notebooks found in {Path.cwd() / 'notebooks'}: run from the repository "
+                           "root or name them")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 2
     if args.profile:
         os.environ["COURSE_PROFILE"] = args.profile
     from .config import get_device, get_profile
@@ -65,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = get_profile()
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
-    for path in notebooks:
+    for path in args.notebooks:
         print(f"running {path} (profile {profile}) ...", flush=True)
         seconds, error = run_notebook(path.resolve(), args.out, args.timeout)
         results.append({"notebook": path.name, "seconds": round(seconds, 1), "error": error})
@@ -86,4 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit("error: interrupted; the notebooks finished so far are in --out")

@@ -77,11 +77,9 @@ def test_flags_and_defaults_match_the_diffusers_example():
     (["--train_data_dir", "x", "--hub_token", "hf_secret"], "HF_TOKEN"),
     (["--train_data_dir", "x", "--checkpointing_steps", "0"], "checkpointing_steps"),
 ])
-def test_bad_flags_are_refused_with_a_reason(argv, message, capsys):
-    with pytest.raises(SystemExit):
-        tu.parse_args(argv)
-    err = capsys.readouterr().err
-    assert message in err and "hf_secret" not in err
+def test_bad_flags_are_refused_with_a_reason(argv, message):
+    problems = tu.check_args(tu.parse_args(argv))
+    assert any(message in p for p in problems) and not any("hf_secret" in p for p in problems)
 
 
 @pytest.mark.parametrize("resolution, levels", [(16, 2), (32, 4), (64, 5), (128, 6)])
@@ -237,7 +235,6 @@ def test_class_conditional_needs_labelled_images(image_folder, tmp_path):
     assert "error: --class_conditional needs labelled images" in out and "Traceback" not in out
 
 
-def test_class_drop_prob_must_be_a_probability(capsys):
-    with pytest.raises(SystemExit):
-        tu.parse_args(["--train_data_dir", "x", "--class_drop_prob", "1.5"])
-    assert "--class_drop_prob must be in [0, 1), got 1.5" in capsys.readouterr().err
+def test_class_drop_prob_must_be_a_probability():
+    problems = tu.check_args(tu.parse_args(["--train_data_dir", "x", "--class_drop_prob", "1.5"]))
+    assert any(p.startswith("error: --class_drop_prob 1.5: must be in [0, 1)") for p in problems)
