@@ -10,9 +10,15 @@ process with accelerate 1.15 unless MPI is set up: its ``--cpu`` path spawns sev
 The flags are those of diffusers' ``examples/unconditional_image_generation/train_unconditional.py``, with
 the same meaning, plus ``--seed``, ``--max_train_steps``, ``--skip_bad_images``, ``--data_on_device``
 (the fast path, on by default on CUDA) and ``--class_conditional`` / ``--class_drop_prob`` (a class-conditioned
-UNet for classifier-free guidance, labels from the image folder's sub-folder names). The image mode follows the
-UNet: a config with ``in_channels: 1`` trains on grayscale images, 3 on RGB. The script reads top to bottom:
-configuration, data, model, loop, checkpoint, save.
+UNet for classifier-free guidance, labels from the image folder's sub-folder names), and
+``--pretrained_model_name_or_path`` from diffusers' other training scripts (fine-tune a pipeline's UNet with its
+noise schedule). The image mode follows the UNet: a config with ``in_channels: 1`` trains on grayscale images,
+3 on RGB. The script reads top to bottom: configuration, data, model, loop, checkpoint, save.
+
+Checks first: ``check_args`` looks at every flag before any data is read or model built — types, ranges,
+choices, combinations, the model's config against the resolution, the output folder, a checkpoint to resume,
+and with ``--push_to_hub`` the token and the Hub — and the script stops with one ``error:`` line per problem
+(all of them, exit code 2), so a mistake costs seconds, not a training run.
 
 Reliability: ``--checkpointing_steps`` saves the full training state (model, EMA, optimizer, LR schedule,
 random states, step) into ``checkpoint-<step>`` folders that appear whole or not at all;
@@ -43,7 +49,7 @@ from diffusers.training_utils import EMAModel
 from torchvision import transforms
 from tqdm.auto import tqdm
 
-from .imagefolder import BadImagesError, to_rgb
+from .imagefolder import IMAGE_EXTENSIONS, BadImagesError, to_rgb
 from .training import DeviceBatches, ddpm_target, make_unet, sample_with_guidance
 from .viz import make_grid
 
@@ -62,6 +68,10 @@ CHOICES = {
     "data_on_device": ("auto", "yes", "no"),
 }
 _TRUE = {"1", "true", "yes", "on"}
+# Flags that do nothing without another one.
+NEEDS = {"dataset_config_name": "dataset_name", "hub_model_id": "push_to_hub", "hub_private_repo": "push_to_hub",
+         "class_drop_prob": "class_conditional", "ema_inv_gamma": "use_ema", "ema_power": "use_ema",
+         "ema_max_decay": "use_ema"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -194,8 +204,7 @@ def check_args(args: argparse.Namespace) -> list[str]:
     unet, model_problems = _model_problems(args)
     problems += model_problems
     problems += _output_problems(args)
-    if unet is not None and not any(p.startswith("--resume_from_checkpoint") for p in problems):
-        problems += _resume_problems(args, unet)
+    problems += _resume_problems(args, unet)
     problems += _push_problems(args)
     return [f"error: {p}" for p in problems]
 
@@ -262,6 +271,9 @@ def _value_problems(args: argparse.Namespace) -> list[str]:
         problems.append(f"--ddpm_num_inference_steps {ok['ddpm_num_inference_steps']} is more than "
                         f"--ddpm_num_steps {ok['ddpm_num_steps']}: sampling cannot take more steps than training "
                         "noise levels; lower it")
+    for flag, needs in NEEDS.items():  # typed, but without the flag that gives it a meaning: a mistake
+        if flag in args.given_flags and not getattr(args, needs):
+            problems.append(f"--{flag} only means something with --{needs}: add --{needs}, or drop --{flag}")
     if args.hub_token is not None:
         problems.append("--hub_token is refused: a token on the command line ends up in shell history and process "
                         "lists. Set the HF_TOKEN environment variable (or run `hf auth login`) instead.")
@@ -308,12 +320,12 @@ def _data_problems(args: argparse.Namespace) -> list[str]:
                             f"{Path.cwd()})")
         elif not folder.is_dir():
             problems.append(f"--train_data_dir {folder}: a file, not a folder; pass the folder that holds the images")
+        elif not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.rglob("*")):
+            problems.append(f"--train_data_dir {folder}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in "
+                            "it or its sub-folders; put your images there")
         elif args.class_conditional and not any(p.is_dir() for p in folder.iterdir()):
             problems.append(f"--class_conditional needs labelled images: put each class of --train_data_dir "
                             f"{folder} in its own sub-folder (e.g. 0/, 1/, ...)")
-        if args.dataset_config_name is not None:
-            problems.append(f"--dataset_config_name {args.dataset_config_name}: only means something with "
-                            "--dataset_name; drop it")
     elif not Path(args.dataset_name).exists():
         try:
             validate_repo_id(args.dataset_name)
@@ -414,7 +426,7 @@ def _model_problems(args: argparse.Namespace) -> tuple[dict | None, list[str]]:
             if resolution is not None and (resolution < 8 or resolution % 8):
                 return None, [f"--resolution {resolution}: the default UNet needs a multiple of 8 (at least 8), "
                               "e.g. 32 or 64; or pass --model_config_name_or_path"]
-            if resolution is None:
+            if resolution is None or not args.resume_from_checkpoint:  # the config is only needed to resume
                 return None, []
             with torch.device("meta"):
                 model, _ = default_unet(resolution)
@@ -558,8 +570,9 @@ def resume_path(args: argparse.Namespace) -> Path | None:
     return Path(args.resume_from_checkpoint)
 
 
-def _resume_problems(args: argparse.Namespace, unet: dict) -> list[str]:
-    """A checkpoint to resume from must be complete and of the same model, resolution and EMA setting."""
+def _resume_problems(args: argparse.Namespace, unet: dict | None) -> list[str]:
+    """A checkpoint to resume from must be complete and of the same model (when ``unet``, this run's config, is
+    known), resolution and EMA setting."""
     from safetensors import safe_open
 
     if not args.resume_from_checkpoint:
@@ -574,24 +587,29 @@ def _resume_problems(args: argparse.Namespace, unet: dict) -> list[str]:
     if not (path / "course_step.json").is_file() or not weights.is_file():
         return [f"{flag}: {path} is not a complete checkpoint of this script (no course_step.json or "
                 "model.safetensors); pass another, or 'latest'"]
+    try:
+        about = path / "course_model.json"  # older checkpoints have none: their resolution is not checked
+        saved = json.loads(about.read_text()) if about.is_file() else {}
+        with safe_open(weights, framework="pt") as f:
+            have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith("class_embedding")}
+    except Exception as err:
+        return [f"{flag}: {path} is damaged ({type(err).__name__}); resume from an earlier checkpoint"]
     problems = []
-    saved = json.loads((path / "course_model.json").read_text()) if (path / "course_model.json").is_file() else {}
-    if saved.get("resolution") not in (None, args.resolution):
+    if saved.get("resolution") not in (None, args.resolution) and isinstance(args.resolution, int):
         problems.append(f"{flag}: {path.name} was trained at --resolution {saved['resolution']}, this run asks for "
                         f"{args.resolution}; resume with --resolution {saved['resolution']} or start a new "
                         "--output_dir")
-    with torch.device("meta"):
-        model = UNet2DModel.from_config(unet)
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith("class_embedding")}
-    with safe_open(weights, framework="pt") as f:
-        have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith("class_embedding")}
-    if want != have:
-        diff = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]]
-        k = diff[0]
-        problems.append(f"{flag}: {path.name} holds another model than this run builds ({k}: "
-                        f"{have.get(k, 'missing')} in the checkpoint, {want.get(k, 'missing')} here); resume "
-                        "with the run's own --model_config_name_or_path/--pretrained_model_name_or_path, or "
-                        "start a new --output_dir")
+    if unet is not None:
+        with torch.device("meta"):
+            model = UNet2DModel.from_config(unet)
+        want = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith("class_embedding")}
+        differ = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]]
+        if differ:
+            k = differ[0]
+            problems.append(f"{flag}: {path.name} holds another model than this run builds ({k}: "
+                            f"{have.get(k, 'missing')} in the checkpoint, {want.get(k, 'missing')} here); resume "
+                            "with the run's own --model_config_name_or_path/--pretrained_model_name_or_path, or "
+                            "start a new --output_dir")
     has_ema = (path / "custom_checkpoint_0.pkl").is_file()
     if has_ema != args.use_ema:
         fix = "add --use_ema" if has_ema else "drop --use_ema"

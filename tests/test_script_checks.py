@@ -94,10 +94,11 @@ def all_text(folder: Path) -> bytes:
     (["--adam_weight_decay", "-0.1"], "--adam_weight_decay -0.1: must be a finite number, 0 or more"),
     (["--adam_beta1", "1"], "--adam_beta1 1.0: must be in [0, 1)"),
     (["--adam_beta2", "-0.1"], "--adam_beta2 -0.1: must be in [0, 1)"),
-    (["--ema_max_decay", "1.5"], "--ema_max_decay 1.5: must be in [0, 1)"),
-    (["--ema_power", "0"], "--ema_power 0.0: must be a finite number above 0"),
-    (["--ema_inv_gamma", "-1"], "--ema_inv_gamma -1.0: must be a finite number above 0"),
-    (["--class_drop_prob", "1.5"], "--class_drop_prob 1.5: must be in [0, 1)"),
+    (["--use_ema", "--ema_max_decay", "1.5"], "--ema_max_decay 1.5: must be in [0, 1)"),
+    (["--use_ema", "--ema_power", "0"], "--ema_power 0.0: must be a finite number above 0"),
+    (["--use_ema", "--ema_inv_gamma", "-1"], "--ema_inv_gamma -1.0: must be a finite number above 0"),
+    (["--dataset_name", "huggan/smithsonian_butterflies_subset", "--class_conditional", "--class_drop_prob", "1.5"],
+     "--class_drop_prob 1.5: must be in [0, 1)"),
     (["--seed", "-1"], "--seed -1: must be in [0, 2**32)"),
     (["--lr_scheduler", "cosin"], "--lr_scheduler 'cosin': not one of linear, cosine,"),
     (["--mixed_precision", "fp32"], "--mixed_precision 'fp32': not one of no, fp16, bf16"),
@@ -109,7 +110,10 @@ def all_text(folder: Path) -> bytes:
     (["--resolution", "20"], "--resolution 20: the default UNet needs a multiple of 8"),
     (["--hub_token", TOKEN], "--hub_token is refused"),
     (["--lerning_rate", "1e-4"], "'--lerning_rate 1e-4': not a flag of this script; did you mean --learning_rate?"),
-    (["--dataset_config_name", "default"], "--dataset_config_name default: only means something with --dataset_name"),
+    (["--dataset_config_name", "default"], "--dataset_config_name only means something with --dataset_name"),
+    (["--hub_model_id", "me/model"], "--hub_model_id only means something with --push_to_hub: add --push_to_hub"),
+    (["--class_drop_prob", "0.2"], "--class_drop_prob only means something with --class_conditional"),
+    (["--ema_max_decay", "0.99"], "--ema_max_decay only means something with --use_ema"),
 ])
 def test_a_bad_value_is_one_line_naming_flag_and_value(flags, expected, images, tmp_path):
     found = problems("--train_data_dir", str(images), "--output_dir", str(tmp_path / "out"), *flags)
@@ -156,6 +160,7 @@ def test_defaults_and_the_course_notebooks_command_lines_pass(images, tmp_path):
     ("data missing", "--train_data_dir {tmp}/missing: no such folder"),
     ("data is a file", "--train_data_dir {tmp}/file.txt: a file, not a folder"),
     ("no class folders", "--class_conditional needs labelled images"),
+    ("no images", "--train_data_dir {tmp}/run: no image files"),
     ("bad dataset name", "--dataset_name 'not a name!': neither a local path nor a Hub dataset id"),
     ("output is a file", "--output_dir {tmp}/file.txt: a file, not a folder"),
     ("output under a file", "--output_dir {tmp}/file.txt/out: {tmp}/file.txt is a file"),
@@ -175,6 +180,7 @@ def test_defaults_and_the_course_notebooks_command_lines_pass(images, tmp_path):
                                          "--resolution 32, this run asks for 16"),
     ("checkpoint without EMA", "--resume_from_checkpoint latest: checkpoint-3 was saved without --use_ema; drop "
                                "--use_ema"),
+    ("damaged checkpoint", "--resume_from_checkpoint latest: {tmp}/run/checkpoint-3 is damaged"),
 ])
 def test_a_bad_path_is_one_line_naming_it(case, expected, images, tmp_path, monkeypatch):
     tmp = tmp_path.resolve()
@@ -189,6 +195,10 @@ def test_a_bad_path_is_one_line_naming_it(case, expected, images, tmp_path, monk
         argv["--train_data_dir"] = str(tmp / "missing")
     elif case == "data is a file":
         argv["--train_data_dir"] = str(tmp / "file.txt")
+    elif case == "no images":
+        (run / "notes").mkdir(parents=True)
+        (run / "notes" / "readme.txt").write_text("")
+        argv = {"--train_data_dir": str(run), "--output_dir": str(tmp / "out")}
     elif case == "no class folders":
         extra = ["--class_conditional"]
     elif case == "bad dataset name":
@@ -225,9 +235,11 @@ def test_a_bad_path_is_one_line_naming_it(case, expected, images, tmp_path, monk
         extra = ["--resume_from_checkpoint", str(tmp / "nope")]
     elif case == "not a checkpoint":
         extra = ["--resume_from_checkpoint", str(images)]
-    elif case.startswith("checkpoint"):
+    elif "checkpoint" in case:
         model = dict(TINY, block_out_channels=[8, 32]) if case == "checkpoint of another model" else TINY
         write_checkpoint(run / "checkpoint-3", model, resolution=32 if "resolution" in case else 16)
+        if case == "damaged checkpoint":
+            (run / "checkpoint-3" / "model.safetensors").write_bytes(b"half a file")
         extra = ["--resume_from_checkpoint", "latest", "--model_config_name_or_path", str(config),
                  "--resolution", "16", *(["--use_ema"] if "EMA" in case else [])]
     found = problems(*[x for kv in argv.items() for x in kv], *extra)
@@ -323,7 +335,7 @@ def test_fine_tune_starts_from_the_pipeline_and_a_failed_upload_says_how_to_uplo
     monkeypatch.setattr(hub, "upload_pipeline", upload_drops)
     with pytest.raises(SystemExit) as stop:
         tu.main(["--pretrained_model_name_or_path", str(base), "--train_data_dir", str(images), "--resolution", "32",
-                 "--output_dir", str(out), "--train_batch_size", "2", "--max_train_steps", "1", "--learning_rate",
+                 "--output_dir", str(out), "--train_batch_size", "1", "--max_train_steps", "1", "--learning_rate",
                  "1e-9", "--lr_warmup_steps", "0", "--eval_batch_size", "1", "--ddpm_num_inference_steps", "1",
                  "--seed", "0", "--push_to_hub"])
     message = str(stop.value.code)
