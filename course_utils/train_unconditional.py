@@ -506,8 +506,6 @@ def _scheduler_problems(args: argparse.Namespace, scheduler: dict | None) -> lis
 
 # ---- Configuration: the output folder, a resumed run, the upload ---------------------------------------------
 
-RUN_MARKS = ("model_index.json", f"{CHECKPOINT_PREFIX}*")
-
 
 def run_marks(folder: Path) -> list[str]:
     """What in ``folder`` shows that a run was there: its pipeline (model_index.json) and checkpoints."""
@@ -924,8 +922,9 @@ def main(argv: list[str] | None = None) -> Path:
             try:
                 accelerator.load_state(str(path))
             except Exception as err:  # e.g. another class count, or a mixed-precision scaler it lacks
+                reason = (str(err).strip().splitlines() or [""])[0][:200]
                 raise SystemExit(f"error: --resume_from_checkpoint {args.resume_from_checkpoint}: {path} does not "
-                                 f"fit this run ({type(err).__name__}: {str(err).splitlines()[0][:200]}); resume "
+                                 f"fit this run ({type(err).__name__}: {reason}); resume "
                                  "with the flags it was trained with, or start a new --output_dir") from None
             global_step = json.loads((path / "course_step.json").read_text())["step"]
             accelerator.print(f"resumed from {path} at step {global_step}")
