@@ -27,7 +27,7 @@ def test_hand_ddim_step_equals_the_scheduler(kind, clip):
     scheduler.set_timesteps(20)
     x, out = torch.randn(2, 1, 8, 8) * 1.5, torch.randn(2, 1, 8, 8)
     timesteps = scheduler.timesteps.tolist()
-    for t, t_next in zip(timesteps, timesteps[1:] + [-1]):
+    for t, t_next in zip(timesteps, timesteps[1:] + [-1], strict=True):
         expected = scheduler.step(out, t, x)
         x_next, x0 = ddim_step(scheduler, out, t, t_next, x)
         assert torch.allclose(x_next, expected.prev_sample, atol=1e-5), (t, t_next)
