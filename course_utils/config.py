@@ -95,14 +95,14 @@ SETTINGS: dict[str, dict[str, dict]] = {
     },
     # Chapter 7: loss and classifier guidance on the shipped models, a class-conditioned U-Net with CFG.
     "ch7": {
-        "small": dict(colour="blue", colour_scales=(0, 300), n_guided=8, guided_steps=10, digit=3,
-                      digit_scales=(0, 30), cond_channels=(16, 32), cond_epochs=1, cond_max_train=256,
+        "small": dict(colour="blue", colour_scales=(0, 30), n_guided=8, guided_steps=10, digit=3,
+                      digit_scales=(0, 10), cond_channels=(16, 32), cond_epochs=1, cond_max_train=256,
                       cfg_scales=(0, 1, 3), per_digit=2, cfg_steps=10),
-        "cpu": dict(colour="blue", colour_scales=(0, 100, 300, 1000), n_guided=16, guided_steps=20, digit=3,
-                    digit_scales=(0, 10, 30, 100), cond_channels=(16, 32), cond_epochs=8, cond_max_train=None,
+        "cpu": dict(colour="blue", colour_scales=(0, 10, 30, 100), n_guided=16, guided_steps=20, digit=3,
+                    digit_scales=(0, 3, 10, 30), cond_channels=(16, 32), cond_epochs=8, cond_max_train=None,
                     cfg_scales=(0, 1, 2, 3, 5, 7), per_digit=4, cfg_steps=20),
-        "full": dict(colour="blue", colour_scales=(0, 100, 300, 1000), n_guided=64, guided_steps=50, digit=3,
-                     digit_scales=(0, 10, 30, 100), cond_channels=(32, 64, 64), cond_epochs=30, cond_max_train=None,
+        "full": dict(colour="blue", colour_scales=(0, 10, 30, 100), n_guided=64, guided_steps=50, digit=3,
+                     digit_scales=(0, 3, 10, 30), cond_channels=(32, 64, 64), cond_epochs=30, cond_max_train=None,
                      cfg_scales=(0, 1, 2, 3, 5, 7), per_digit=20, cfg_steps=50),
     },
 }

@@ -14,9 +14,13 @@ confident samples) and ``frechet``, and reads the wing colour of each sample (to
 
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from .data import BACKGROUNDS, WING_COLOURS, butterfly_attributes, digits_28, synthetic_butterfly
+from .data import BACKGROUNDS, WING_COLOURS, butterfly_attributes, data_dir, digits_28, synthetic_butterfly
 
 
 def conv_body(in_channels: int, widths: Sequence[int], size: int, feature_dim: int) -> nn.Sequential:
@@ -107,11 +111,50 @@ class DigitScorer:
         }
 
 
+def _cached(kind: str, key: dict, cls: type, train: Callable[[], Any]) -> Any:
+    """A scorer trained before with the same settings and the same code (loaded in a blink), or a new one.
+
+    The file in ``data_dir()/scorers`` is named by a hash of the settings, of this module's and the drawing
+    code's source and of the torch version, so any change retrains; it holds tensors only (no pickled code)
+    and is written to a temporary name, then renamed. A damaged file is retrained over, with a warning.
+    """
+    from . import data
+
+    code = Path(__file__).read_bytes() + Path(data.__file__).read_bytes()
+    digest = hashlib.sha256(code + f"{torch.__version__} {sorted(key.items())}".encode()).hexdigest()[:16]
+    file = data_dir() / "scorers" / f"{kind}-{digest}.pt"
+    if file.is_file():
+        try:
+            saved = torch.load(file, weights_only=True)
+            model = {"digits": DigitClassifier, "butterflies": ButterflyReader}[kind]()
+            model.load_state_dict(saved.pop("model"))
+            return cls(model.eval(), saved.pop("reference_features").numpy(), **saved)
+        except Exception as err:  # noqa: BLE001 -- any damage means: train again
+            warnings.warn(f"could not read the cached scorer {file} ({err}); training it again", stacklevel=3)
+    scorer = train()
+    numbers = {k: v for k, v in vars(scorer).items() if k not in ("model", "reference_features")}
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    torch.save({"model": scorer.model.state_dict(), "reference_features": torch.from_numpy(scorer.reference_features),
+                **numbers}, tmp)
+    os.replace(tmp, file)
+    return scorer
+
+
 def train_digit_scorer(
     train: Dataset | None = None, reference: Dataset | None = None, epochs: int = 12, seed: int = 0
 ) -> DigitScorer:
     """Train the classifier on ``train`` (default: the offline digits' train split) and keep ``reference``
-    features (default: the held-out test split). Deterministic for a seed; about 10 s on 2 CPU cores."""
+    features (default: the held-out test split). Deterministic for a seed; about 10 s on 2 CPU cores the first
+    time, then loaded from the course's cache when the default data is used."""
+    if train is None and reference is None:
+        return _cached("digits", dict(epochs=epochs, seed=seed), DigitScorer,
+                       lambda: _train_digit_scorer(digits_28("train"), digits_28("test"), epochs, seed))
+    return _train_digit_scorer(train, reference, epochs, seed)
+
+
+def _train_digit_scorer(train: Dataset | None, reference: Dataset | None, epochs: int, seed: int) -> DigitScorer:
+    """``train_digit_scorer`` without the cache."""
     train = train if train is not None else digits_28("train")
     reference = reference if reference is not None else digits_28("test")
     generator = torch.Generator().manual_seed(seed)
@@ -229,7 +272,14 @@ def train_butterfly_scorer(
     n_train: int = 3000, n_reference: int = 500, epochs: int = 8, seed: int = 0
 ) -> ButterflyScorer:
     """Train the reader on drawn butterflies 0..n_train-1 and keep the features and accuracies of a disjoint
-    held-out set (from index 100,000). Deterministic for a seed; about 16 s on 2 CPU cores, half of it drawing."""
+    held-out set (from index 100,000). Deterministic for a seed; about 16 s on 2 CPU cores the first time (half
+    of it drawing), then loaded from the course's cache."""
+    key = dict(n_train=n_train, n_reference=n_reference, epochs=epochs, seed=seed)
+    return _cached("butterflies", key, ButterflyScorer, lambda: _train_butterfly_scorer(**key))
+
+
+def _train_butterfly_scorer(n_train: int, n_reference: int, epochs: int, seed: int) -> ButterflyScorer:
+    """``train_butterfly_scorer`` without the cache."""
     train = TensorDataset(drawn_butterflies(range(n_train)), *_butterfly_labels(range(n_train)))
     held_out = range(100_000, 100_000 + n_reference)
     generator = torch.Generator().manual_seed(seed)

@@ -79,3 +79,27 @@ def test_butterfly_scorer_is_deterministic():
 def test_butterfly_score_rejects_wrong_shapes(butterfly_scorer):
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         butterfly_scorer.score(torch.rand(4, 1, 28, 28))
+
+
+def test_scorers_are_cached_by_settings_and_code_and_a_damaged_cache_is_retrained(tmp_path):
+    import time
+    import warnings
+
+    from course_utils.data import data_dir
+
+    first = train_digit_scorer(epochs=1)
+    files = list((data_dir() / "scorers").glob("digits-*.pt"))
+    assert len(files) == 1 and not list((data_dir() / "scorers").glob(".*tmp"))
+    start = time.perf_counter()
+    again = train_digit_scorer(epochs=1)
+    assert time.perf_counter() - start < 1.0, "the second call loads the cached scorer"
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert again.score(x) == first.score(x) and again.test_accuracy == first.test_accuracy
+    train_digit_scorer(epochs=2)
+    assert len(list((data_dir() / "scorers").glob("digits-*.pt"))) == 2, "other settings, another file"
+    files[0].write_bytes(b"not a checkpoint")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        repaired = train_digit_scorer(epochs=1)
+    assert any("training it again" in str(w.message) for w in caught)
+    assert repaired.score(x) == first.score(x)
