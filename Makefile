@@ -1,7 +1,8 @@
 # Two commands do all the set-up from a fresh clone:
 #   make test    -- install into .venv, then unit tests + every notebook under nbval (small profile, offline)
 #   make course  -- install into .venv, then execute every notebook in the default profile into build/
-# and `make lab` starts JupyterLab on notebooks/.
+# and `make lab` starts JupyterLab on notebooks/. `make test-browser` runs chapters 0-2 (and a Chinese one)
+# in JupyterLab in headless Chromium and checks what the page shows (screenshots in build/screenshots/).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?=
 
-.PHONY: install test course lab lint clean
+.PHONY: install test test-browser browser-deps course lab lint clean
 
 install: $(STAMP)
 
@@ -24,6 +25,26 @@ $(STAMP): requirements.txt pyproject.toml
 test: install
 	COURSE_PROFILE=small HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg \
 	  $(PY) -m pytest tests notebooks --ignore=notebooks/zh --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+
+# The browser test: JupyterLab in the small profile, driven by Playwright in Debian's Chromium (Playwright's
+# own browser download is never used). Its one package lives in tests/browser/requirements.txt, so learners
+# and `make test` don't install it. CHROMIUM=/path/to/chromium uses another Chromium and skips apt-get.
+BROWSER_STAMP := $(VENV)/.installed-browser
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+test-browser: install $(BROWSER_STAMP) browser-deps
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/browser -v -s -p no:cacheprovider
+
+$(BROWSER_STAMP): tests/browser/requirements.txt $(STAMP)
+	$(PY) -m pip install --quiet -r tests/browser/requirements.txt
+	touch $@
+
+# Debian's chromium, and a Chinese font so the Chinese chapter's screenshot is readable (once; ~1 min).
+browser-deps:
+	@test -n "$(CHROMIUM)" || dpkg -s chromium fonts-wqy-microhei >/dev/null 2>&1 || { \
+	  echo "apt-get install chromium fonts-wqy-microhei (log: build/apt-browser.log)"; mkdir -p build; \
+	  { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
+	    fonts-wqy-microhei; } > build/apt-browser.log 2>&1 || { tail -20 build/apt-browser.log; exit 1; }; }
 
 lint: install
 	$(PY) -m ruff check .

@@ -2,6 +2,9 @@
 
 import pytest
 
+# tests/browser needs Chromium and a JupyterLab server: `make test-browser` runs it by name, `make test` leaves it out.
+collect_ignore = ["browser"]
+
 
 @pytest.fixture(autouse=True)
 def _own_data_dir(tmp_path, monkeypatch):
