@@ -43,10 +43,11 @@ RUN_TIMEOUT_S = 480
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
 
-# Settings a learner could choose too; here they keep the run from writing into notebooks/ (autosave)
-# and from asking a news feed on the internet.
+# Settings a learner could choose too; here they keep the run from writing into notebooks/ (autosave),
+# from asking a news feed on the internet, and the screenshots free of the blank page below the last cell.
 LAB_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+    "@jupyterlab/notebook-extension/tracker": {"scrollPastEnd": False},
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
 }
 
