@@ -81,10 +81,10 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "small": dict(n_score=32, samplers=[("DDPM", 20), ("DDIM", 10), ("DPM-Solver++", 10)], eta_steps=10,
                       ft_images=16, ft_batch=8, ft_lr=3e-4, lora_lr=1e-3, ft_checkpoints=(0, 2, 4), lora_rank=8,
                       n_show=8, sample_steps=10, n_measure=16, script_steps=2),
-        # cpu: DDPM 1000 would take ~10 minutes alone here (0.5 s per U-Net call on 32 digits); full has it
-        "cpu": dict(n_score=32, samplers=[("DDPM", 100), ("DDPM", 50), ("DDIM", 50), ("DDIM", 20), ("DDIM", 10),
-                                          ("DPM-Solver++", 20), ("DPM-Solver++", 10)],
-                    eta_steps=20, ft_images=64, ft_batch=16, ft_lr=3e-4, lora_lr=1e-3, ft_checkpoints=(0, 40, 80, 160),
+        # cpu: DDPM 1000 (and 100) would take ~15 minutes here (about 1 s per U-Net call on 100 digits); full has it
+        "cpu": dict(n_score=100, samplers=[("DDPM", 50), ("DDIM", 50), ("DDIM", 20), ("DDIM", 10),
+                                           ("DPM-Solver++", 20), ("DPM-Solver++", 10)],
+                    eta_steps=10, ft_images=64, ft_batch=16, ft_lr=3e-4, lora_lr=1e-3, ft_checkpoints=(0, 30, 60, 120),
                     lora_rank=8,
                     n_show=8, sample_steps=20, n_measure=32, script_steps=20),
         "full": dict(n_score=200, samplers=[("DDPM", 1000), ("DDPM", 100), ("DDPM", 50), ("DDIM", 50), ("DDIM", 20),
@@ -95,14 +95,14 @@ SETTINGS: dict[str, dict[str, dict]] = {
     },
     # Chapter 7: loss and classifier guidance on the shipped models, a class-conditioned U-Net with CFG.
     "ch7": {
-        "small": dict(colour="blue", colour_scales=(0, 30), n_guided=8, guided_steps=10, digit=3,
-                      digit_scales=(0, 10), cond_channels=(16, 32), cond_epochs=1, cond_max_train=256,
+        "small": dict(colour="blue", colour_scales=(0, 15), n_guided=8, guided_steps=10, digit=3,
+                      digit_scales=(0, 3), cond_channels=(16, 32), cond_epochs=1, cond_max_train=256,
                       cfg_scales=(0, 1, 3), per_digit=2, cfg_steps=10),
-        "cpu": dict(colour="blue", colour_scales=(0, 10, 30, 100), n_guided=16, guided_steps=20, digit=3,
-                    digit_scales=(0, 3, 10, 30), cond_channels=(16, 32), cond_epochs=8, cond_max_train=None,
+        "cpu": dict(colour="blue", colour_scales=(0, 5, 15, 50), n_guided=12, guided_steps=20, digit=3,
+                    digit_scales=(0, 1, 3, 10), cond_channels=(16, 32), cond_epochs=8, cond_max_train=None,
                     cfg_scales=(0, 1, 2, 3, 5, 7), per_digit=4, cfg_steps=20),
-        "full": dict(colour="blue", colour_scales=(0, 10, 30, 100), n_guided=64, guided_steps=50, digit=3,
-                     digit_scales=(0, 3, 10, 30), cond_channels=(32, 64, 64), cond_epochs=30, cond_max_train=None,
+        "full": dict(colour="blue", colour_scales=(0, 5, 15, 50), n_guided=64, guided_steps=50, digit=3,
+                     digit_scales=(0, 1, 3, 10), cond_channels=(32, 64, 64), cond_epochs=30, cond_max_train=None,
                      cfg_scales=(0, 1, 2, 3, 5, 7), per_digit=20, cfg_steps=50),
     },
 }
