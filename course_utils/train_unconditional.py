@@ -98,6 +98,7 @@ def _lenient(convert, kind: str):
             bad.kind = kind
             return bad
     parse.__name__ = convert.__name__
+    parse.__doc__ = f"The flag's text as {kind}, or ``Unparsed`` (reported by ``check_args``)."
     return parse
 
 

@@ -68,10 +68,10 @@ def test_synthetic_folder_is_cached_whole(tmp_path):
 def test_interrupted_generation_leaves_nothing(monkeypatch):
     draw = data.synthetic_butterfly
 
-    def failing(index, size, seed):
+    def failing(index, size, seed, night=False):
         if index == 2:
             raise KeyboardInterrupt
-        return draw(index, size, seed)
+        return draw(index, size, seed, night)
 
     monkeypatch.setattr(data, "synthetic_butterfly", failing)
     with pytest.raises(KeyboardInterrupt):
