@@ -21,10 +21,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-# The test suite: offline, small profile, every notebook executed by nbval.
+# The test suite: offline, small profile, every notebook executed by nbval. One pytest worker per core
+# (pytest-xdist; a notebook's cells stay together and in order: --dist loadfile), each with one thread, so
+# workers never fight over cores (2 cores, 2026-11-23: 4 min 2 s, against 6 min 17 s in one process).
 test: install
-	COURSE_PROFILE=small HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg \
-	  $(PY) -m pytest tests notebooks --ignore=notebooks/zh --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+	COURSE_PROFILE=small HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
+	  $(PY) -m pytest tests notebooks --ignore=notebooks/zh --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+	  -p no:cacheprovider -n auto --dist loadfile
 
 # The browser test: JupyterLab in the small profile, driven by Playwright in Debian's Chromium (Playwright's
 # own browser download is never used). Its one package lives in tests/browser/requirements.txt, so learners
