@@ -85,3 +85,16 @@ def test_retrain_writes_a_loadable_pipeline_and_its_record(tmp_path):
     assert DDPMPipeline.from_pretrained(out).unet.config.num_class_embeds == 11  # 10 digits + "no class"
     with safe_open(out / "unet" / "diffusion_pytorch_model.safetensors", "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+
+
+def test_the_command_line_reports_every_bad_input_on_one_line_each(tmp_path, capsys):
+    from course_utils.pretrained import main
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    with pytest.raises(SystemExit) as stop:
+        main(["--card", "digits-28", "--steps", "0", "--out", str(a_file), "--work_dir", str(a_file)])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines)
+    assert any("--steps 0" in line for line in lines) and sum(str(a_file) in line for line in lines) == 3

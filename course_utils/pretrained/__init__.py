@@ -385,8 +385,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--card", choices=list(RECIPES), help="score a pipeline again and rewrite its model card")
     p.add_argument("--list", action="store_true", help="list the shipped pipelines")
     args = p.parse_args(argv)
-    if args.steps is not None and args.steps < 1:
-        p.error(f"--steps must be at least 1, got {args.steps}")
+    problems = [f"--steps {args.steps}: must be at least 1"] if args.steps is not None and args.steps < 1 else []
+    problems += [f"{flag} {value}: is a file, not a folder; pass a folder (it is created if missing)"
+                 for flag, value in (("--out", args.out), ("--work_dir", args.work_dir)) if value and value.is_file()]
+    if args.card and not ((args.out or path(args.card)) / "training.json").is_file():
+        problems.append(f"--card {args.card}: {args.out or path(args.card)} has no training.json; pass --out with the "
+                        "folder a --retrain wrote")
+    if problems:
+        p.exit(2, "".join(f"error: {line}\n" for line in problems))
     if args.card:
         print("wrote", write_card(args.card, args.out))
         return
