@@ -71,6 +71,7 @@ def train_ddpm(
     optimizer: torch.optim.Optimizer | None = None,
     ema=None,
     class_drop_prob: float = 0.1,
+    progress: bool = True,
 ) -> list[float]:
     """Train a UNet2DModel on batches of images in [-1, 1]; return each epoch's mean loss.
 
@@ -85,6 +86,7 @@ def train_ddpm(
     ``ema`` to update its moving average after every step. A class-conditioned UNet (``num_class_embeds``) takes
     ``(images, labels)`` batches; each label is replaced by the last class, "no class", with probability
     ``class_drop_prob``, so the one model also learns the unconditional prediction (classifier-free guidance).
+    ``progress=False`` hides the epoch bar (for callers that train a step at a time in their own loop).
     """
     device = torch.device(device)
     model.to(device).train()
@@ -100,7 +102,7 @@ def train_ddpm(
     n_steps = scheduler.config.num_train_timesteps
     noise_device = generator.device if generator is not None else device
     means = []
-    for _ in tqdm(range(epochs), desc="epochs", leave=False):
+    for _ in tqdm(range(epochs), desc="epochs", leave=False, disable=not progress):
         total, count = torch.zeros((), device=device), 0
         for batch in batches:
             clean = _images(batch).to(device, non_blocking=True)

@@ -9,3 +9,18 @@ collect_ignore = ["browser"]
 @pytest.fixture(autouse=True)
 def _own_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "course-data"))
+
+
+@pytest.fixture
+def butterfly_folder(tmp_path):
+    """A maker: ``butterfly_folder(n, size)`` writes n synthetic butterflies as PNGs to tmp_path/images."""
+    from course_utils.data import synthetic_butterfly
+
+    def make(n: int, size: int):
+        folder = tmp_path / "images"
+        folder.mkdir()
+        for i in range(n):
+            synthetic_butterfly(i, size=size).save(folder / f"b{i:02d}.png")
+        return folder
+
+    return make

@@ -16,7 +16,6 @@ from safetensors.torch import load_file, save_file
 
 from course_utils import hub, pretrained, run_course
 from course_utils import train_unconditional as tu
-from course_utils.data import synthetic_butterfly
 
 TOKEN = "hf_SECRETfake123"  # planted in the environment: it must never show up anywhere
 TINY = dict(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=[8, 16],
@@ -31,13 +30,9 @@ def offline_with_a_token(monkeypatch):
 
 
 @pytest.fixture
-def images(tmp_path) -> Path:
+def images(butterfly_folder) -> Path:
     """Four small synthetic butterflies as PNGs."""
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i in range(4):
-        synthetic_butterfly(i, size=32).save(folder / f"b{i}.png")
-    return folder
+    return butterfly_folder(4, 32)
 
 
 def problems(*argv: str) -> list[str]:

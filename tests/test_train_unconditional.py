@@ -14,20 +14,15 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from course_utils import train_unconditional as tu
-from course_utils.data import synthetic_butterfly
 
 FAST = ["--resolution", "16", "--train_batch_size", "4", "--eval_batch_size", "4", "--ddpm_num_steps", "50",
         "--ddpm_num_inference_steps", "4", "--lr_warmup_steps", "0", "--learning_rate", "1e-3", "--seed", "0"]
 
 
 @pytest.fixture
-def image_folder(tmp_path) -> Path:
+def image_folder(butterfly_folder) -> Path:
     """Sixteen small synthetic butterflies as PNGs."""
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i in range(16):
-        synthetic_butterfly(i, size=24).save(folder / f"b{i:02d}.png")
-    return folder
+    return butterfly_folder(16, 24)
 
 
 def run_script(*args: str, launcher: list[str] | None = None, extra_env: dict | None = None) -> subprocess.Popen:
