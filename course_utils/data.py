@@ -126,8 +126,8 @@ class ButterflyAttributes(NamedTuple):
 
     @property
     def caption(self) -> str:
-        """The drawing in words, e.g. ``a red butterfly on a blue background``."""
-        return f"a {self.wing} butterfly on a {self.background} background"
+        """The drawing in words, e.g. ``a red butterfly on a blue background`` (``an orange butterfly ...``)."""
+        return f"{'an' if self.wing[0] in 'aeiou' else 'a'} {self.wing} butterfly on a {self.background} background"
 
 
 def _jitter(rgb: tuple[int, int, int], rng: np.random.Generator, amount: int) -> tuple[int, int, int]:

@@ -81,18 +81,22 @@ def pipeline_card(
     license: str = "mit",
     tags: Sequence[str] = ("pytorch", "diffusers", "unconditional-image-generation", "diffusion-models-class"),
     datasets: Sequence[str] = (),
+    pipeline_class: str = "DDPMPipeline",
+    prompt: str | None = None,
 ) -> ModelCard:
-    """A model card for an unconditional ``DDPMPipeline``: YAML metadata, a description and a usage snippet."""
+    """A model card for a pipeline (an unconditional ``DDPMPipeline`` by default; pass ``pipeline_class`` and a
+    ``prompt`` for a text-to-image one): YAML metadata, a description and a usage snippet."""
     from huggingface_hub import ModelCard, ModelCardData
 
     data = ModelCardData(license=license, library_name="diffusers", tags=list(tags), datasets=list(datasets) or None)
     template = (
         "---\n{{ card_data }}\n---\n\n# {{ repo_id }}\n\n{{ description }}\n\n## Usage\n\n"
-        "```python\nfrom diffusers import DDPMPipeline\n\n"
-        "pipeline = DDPMPipeline.from_pretrained(\"{{ repo_id }}\")\n"
-        "image = pipeline().images[0]\nimage\n```\n"
+        "```python\nfrom diffusers import {{ cls }}\n\n"
+        "pipeline = {{ cls }}.from_pretrained(\"{{ repo_id }}\")\n"
+        "image = pipeline({{ prompt }}).images[0]\nimage\n```\n"
     )
-    return ModelCard.from_template(data, template_str=template, repo_id=repo_id, description=description)
+    return ModelCard.from_template(data, template_str=template, repo_id=repo_id, description=description,
+                                   cls=pipeline_class, prompt=repr(prompt) if prompt else "")
 
 
 def upload_pipeline(folder: str | Path, repo_id: str, token: str | None, private: bool = False) -> str:

@@ -235,6 +235,12 @@ class ButterflyScorer:
         return [names[i] for i in self.wing_probabilities(images).argmax(1).tolist()]
 
     @torch.no_grad()
+    def background_colours(self, images: torch.Tensor) -> list[str]:
+        """The background colour name read in each image."""
+        names = list(BACKGROUNDS)
+        return [names[i] for i in self.model(self._prepare(images))[1].argmax(1).tolist()]
+
+    @torch.no_grad()
     def score(self, images: torch.Tensor, threshold: float = 0.9) -> dict[str, float]:
         """Score images (N, 3, H, W) in [0, 1]: confident share, wing colours covered, Frechet distance."""
         x = self._prepare(images.detach()).clamp(0, 1)

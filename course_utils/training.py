@@ -340,3 +340,38 @@ def add_lora(unet: UNet2DModel, rank: int = 8, targets: Sequence[str] = LORA_TAR
     torch.manual_seed(seed)  # the adapters' A matrices start random (B starts at zero: no change at first)
     config = LoraConfig(r=rank, lora_alpha=rank, target_modules=list(targets), lora_dropout=0.0)
     return get_peft_model(unet, config)
+
+
+# ---- Chapter 9: DDIM inversion ------------------------------------------------------------------------------
+
+
+def ddim_timesteps(scheduler, steps: int) -> list[int]:
+    """The scheduler's ``steps`` DDIM timesteps, ascending (e.g. 1, 21, ..., 981 for 50 of 1,000 with offset 1)."""
+    scheduler.set_timesteps(steps)
+    return sorted(int(t) for t in scheduler.timesteps)
+
+
+@torch.no_grad()
+def ddim_invert(predict: Callable, scheduler, x0: torch.Tensor, steps: int) -> torch.Tensor:
+    """DDIM run backwards: the noise x_T from which ``ddim_regenerate`` (same ``predict``) draws ``x0`` again.
+
+    ``predict(x, t)`` is the model output at timestep t (for a text model: the U-Net with the prompt, with or
+    without guidance). x0 stands in for x at the first timestep (abar there is 0.998); each step goes up one
+    timestep with the noise predicted at the current point, which is the approximation that makes the
+    round trip inexact: the prediction at the next point is not known yet.
+    """
+    ts = ddim_timesteps(scheduler, steps)
+    x = x0
+    for t, t_next in zip(ts[:-1], ts[1:], strict=True):
+        x = ddim_step(scheduler, predict(x, t), t, t_next, x)[0]
+    return x
+
+
+@torch.no_grad()
+def ddim_regenerate(predict: Callable, scheduler, xT: torch.Tensor, steps: int) -> torch.Tensor:
+    """DDIM from x_T at the last of ``steps`` timesteps down to the first: the way back of ``ddim_invert``."""
+    ts = ddim_timesteps(scheduler, steps)
+    x = xT
+    for t, t_prev in zip(ts[::-1][:-1], ts[::-1][1:], strict=True):
+        x = ddim_step(scheduler, predict(x, t), t, t_prev, x)[0]
+    return x

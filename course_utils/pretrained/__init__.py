@@ -6,7 +6,10 @@ trained by its own script (``course_utils.train_unconditional``) with the recipe
 - ``digits-28``: unconditional 28x28 grayscale digits (chapter 1's ``UNet2DModel`` layout);
 - ``digits-28-conditional``: the same layout with diffusers' class embedding (10 digits + "no class"),
   for classifier-free guidance;
-- ``butterflies-32``: unconditional 32x32 synthetic butterflies.
+- ``butterflies-32``: unconditional 32x32 synthetic butterflies;
+- ``tiny-sd-butterflies``: a tiny Stable Diffusion (VAE, CLIP tokenizer and text encoder, conditional U-Net),
+  32x32 butterflies from captions such as "a red butterfly on a blue background" (chapters 8-9), trained by
+  ``course_utils.train_text_to_image``.
 
 ``load(name)`` returns the pipeline offline; ``python -m course_utils.pretrained --retrain NAME`` trains one
 again (see ``--help``). Each folder holds fp16 safetensors weights, a model card (``README.md``) written from
@@ -83,6 +86,13 @@ RECIPES: dict[str, Recipe] = {
     ),
 }
 N_BUTTERFLIES = 5000  # drawings in butterflies-32's training set
+# Text-to-image pipelines: trained by course_utils.train_text_to_image with its defaults (flags listed here).
+TEXT_TO_IMAGE: dict[str, dict] = {
+    "tiny-sd-butterflies": dict(
+        flags=(), description="a tiny Stable Diffusion: 32x32 synthetic butterflies from a caption naming the wing "
+        "and background colours (e.g. \"a red butterfly on a blue background\")"),
+}
+NAMES = (*RECIPES, *TEXT_TO_IMAGE)
 CONDITIONAL_NOTE = """
 Class-conditioned: `pipeline.unet` takes `class_labels` (0-9, and 10 for "no class"), and `pipeline()` passes
 none, so sample it with classifier-free guidance:
@@ -99,13 +109,14 @@ images = sample_with_guidance(pipeline.unet, scheduler, 50, labels=torch.arange(
 
 def path(name: str) -> Path:
     """The folder of the shipped pipeline ``name``."""
-    if name not in RECIPES:
-        raise KeyError(f"no pretrained pipeline called {name!r}; the course ships: {', '.join(RECIPES)}")
+    if name not in NAMES:
+        raise KeyError(f"no pretrained pipeline called {name!r}; the course ships: {', '.join(NAMES)}")
     return HERE / name
 
 
-def load(name: str, device: torch.device | str = "cpu") -> DDPMPipeline:
-    """The shipped pipeline ``name`` (weights upcast to float32), loaded offline from the package.
+def load(name: str, device: torch.device | str = "cpu"):
+    """The shipped pipeline ``name`` (weights upcast to float32), loaded offline from the package: a
+    ``DDPMPipeline``, or a ``StableDiffusionPipeline`` for ``tiny-sd-butterflies``.
 
     A class-conditioned model comes as the same pipeline container (``.unet``, ``.scheduler``); sample it with
     ``course_utils.training.sample_with_guidance`` since ``DDPMPipeline.__call__`` passes no class labels.
@@ -113,7 +124,13 @@ def load(name: str, device: torch.device | str = "cpu") -> DDPMPipeline:
     folder = path(name)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{folder} holds no pipeline; run `python -m course_utils.pretrained --retrain {name}`")
-    pipeline = DDPMPipeline.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
+    if name in TEXT_TO_IMAGE:
+        from diffusers import StableDiffusionPipeline
+
+        cls = StableDiffusionPipeline
+    else:
+        cls = DDPMPipeline
+    pipeline = cls.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device)
 
@@ -190,6 +207,8 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     from ..data import data_dir
     from ..files import atomic_folder
 
+    if name in TEXT_TO_IMAGE:
+        return retrain_text_to_image(name, steps, work_dir, out, resume, card, extra_args)
     recipe = RECIPES[name]
     steps = steps or recipe.steps
     work_dir = Path(work_dir or data_dir() / "pretrained-runs")
@@ -297,6 +316,8 @@ def write_card(name: str, folder: Path | None = None) -> Path:
     from ..hub import pipeline_card
 
     folder = Path(folder or path(name))
+    if name in TEXT_TO_IMAGE:
+        return write_text_to_image_card(name, folder)
     record = json.loads((folder / "training.json").read_text())
     scores = evaluate(name, folder)
     recipe = RECIPES[name]
@@ -372,17 +393,175 @@ def read_losses(log_dir: Path) -> list[float]:
     return [v for _, v in sorted(values)]
 
 
+# ---- The text-to-image pipeline (chapters 8-9) ---------------------------------------------------------------
+
+
+def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | None = None, out: Path | None = None,
+                          resume: bool = False, card: bool = True, extra_args: tuple[str, ...] = ()) -> Path:
+    """``retrain`` for a text-to-image pipeline: ``course_utils.train_text_to_image`` in ``<work_dir>/<name>``,
+    then fp16 weights and ``training.json`` into ``out`` (and the scored card with ``card``)."""
+    from diffusers import StableDiffusionPipeline
+
+    from .. import train_text_to_image
+    from ..data import data_dir
+    from ..files import atomic_folder
+
+    run_dir = Path(work_dir or data_dir() / "pretrained-runs") / name
+    args = ["--output_dir", str(run_dir), *TEXT_TO_IMAGE[name]["flags"], *extra_args]
+    args += ["--max_train_steps", str(steps)] if steps else []
+    if resume:
+        args += ["--resume_from_checkpoint", "latest"]
+    elif run_dir.is_dir() and (run_dir / "training_log.json").is_file():
+        shutil.rmtree(run_dir)  # an earlier run of this pipeline in the course's work folder: start again
+    train_text_to_image.main(args)
+    log = json.loads((run_dir / "training_log.json").read_text())
+    out = Path(out or path(name))
+    with atomic_folder(out, replace=True) as tmp:
+        pipeline = StableDiffusionPipeline.from_pretrained(run_dir, dtype=torch.float16, use_safetensors=True)
+        pipeline.save_pretrained(tmp, safe_serialization=True)
+        shown = [a.replace(str(run_dir), "<run>") for a in args]
+        record = dict(
+            name=name, command=f"python -m course_utils.pretrained --retrain {name}",
+            script_command="python -m course_utils.train_text_to_image " + shlex.join(shown),
+            steps=int(log["args"]["max_train_steps"]), vae_steps=int(log["args"]["vae_steps"]),
+            seconds=round(sum(log["seconds"].values()), 1), stage_seconds=log["seconds"], device=log["device"],
+            torch=log["torch"], date=log["date"], parameters=log["parameters"], losses=log["losses"],
+            training_images=int(log["args"]["num_images"]), description=TEXT_TO_IMAGE[name]["description"],
+        )
+        (tmp / "training.json").write_text(json.dumps(record, indent=1))
+    if card:
+        write_card(name, out)
+    return out
+
+
+def evaluate_text_to_image(folder: Path, n: int = 200, steps: int = 50, scales: tuple[float, ...] = (1, 3, 5, 7.5),
+                           seed: int = 0) -> dict:
+    """Score a text-to-image pipeline with the butterfly reader: its VAE's reconstructions of ``n`` held-out
+    drawings, and samples for those drawings' captions at each guidance scale (does the wing colour, and the
+    background, read as the prompt asked?), beside the drawings themselves and uniform noise."""
+    from diffusers import StableDiffusionPipeline
+
+    from .. import metrics, tiny_sd
+
+    pipeline = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
+    pipeline.set_progress_bar_config(disable=True)
+    scorer = metrics.train_butterfly_scorer()
+    start = time.perf_counter()
+    drawn, attrs = tiny_sd.held_out_drawings(n)
+    wings, backgrounds = [a.wing for a in attrs], [a.background for a in attrs]
+
+    def row(x: torch.Tensor) -> dict:
+        read_wing, read_background = scorer.wing_colours(x), scorer.background_colours(x)
+        return {**scorer.score(x),
+                "wing as captioned": sum(map(str.__eq__, read_wing, wings)) / n,
+                "background as captioned": sum(map(str.__eq__, read_background, backgrounds)) / n}
+
+    rows = {"drawn butterflies (not in training)": row(drawn)}
+    with torch.no_grad():
+        recon = pipeline.vae.decode(pipeline.vae.encode(drawn * 2 - 1).latent_dist.mean).sample
+    recon = ((recon + 1) / 2).clamp(0, 1)
+    rows["their VAE reconstructions"] = {**row(recon), "pixel error": float((recon - drawn).abs().mean())}
+    prompts = [tiny_sd.caption(w, b) for w, b in zip(wings, backgrounds, strict=True)]
+    for scale in scales:
+        rows[f"samples for their captions, guidance {scale:g}"] = row(tiny_sd.generate(pipeline, prompts, scale,
+                                                                                         steps, seed))
+    rows["uniform noise"] = row(torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
+    return dict(n=n, sampler=f"DDIM, {steps} steps, seed {seed}", rows=rows, seconds=round(time.perf_counter() - start),
+                device=f"CPU ({torch.get_num_threads()} threads)", date=str(date.today()))
+
+
+def sample_grid_by_wing(pipeline, guidance_scale: float = 5.0, per_row: int = 8, steps: int = 50) -> Image.Image:
+    """One row per wing colour (prompt "a <colour> butterfly on a <background> background", backgrounds in turn)."""
+    from .. import tiny_sd
+    from ..data import BACKGROUNDS, WING_COLOURS
+    from ..viz import show_images
+
+    backgrounds = list(BACKGROUNDS)
+    prompts = [tiny_sd.caption(w, backgrounds[i % len(backgrounds)]) for w in WING_COLOURS for i in range(per_row)]
+    return show_images(tiny_sd.generate(pipeline, prompts, guidance_scale, steps), nrow=per_row, value_range=(0, 1),
+                       min_width=per_row * 32)
+
+
+def write_text_to_image_card(name: str, folder: Path) -> Path:
+    """``write_card`` for a text-to-image pipeline: scores, samples.png (a row per wing colour) and README.md."""
+    from ..hub import pipeline_card
+
+    record = json.loads((folder / "training.json").read_text())
+    scores = evaluate_text_to_image(folder)
+    from diffusers import StableDiffusionPipeline
+
+    pipeline = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
+    pipeline.set_progress_bar_config(disable=True)
+    sample_grid_by_wing(pipeline).save(folder / "samples.png")
+    columns = _columns(scores)
+    table = ["| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    table += [f"| {row} | " + " | ".join(_cell(v.get(c)) for c in columns) + " |" for row, v in scores["rows"].items()]
+    params = record["parameters"]
+    description = f"""The diffusion course's own `{name}` pipeline: {record["description"]}. Every part is the
+real library class of Stable Diffusion, built small: `AutoencoderKL` (32x32x3 <-> 4x8x8 latents,
+{params["vae"]:,} parameters), `CLIPTokenizer` (a vocabulary written by the course for its caption grammar) and
+`CLIPTextModel` ({params["text_encoder"]:,} parameters, trained from scratch), `UNet2DConditionModel`
+({params["unet"]:,} parameters, cross-attention to the text), `DDIMScheduler`; assembled into a
+`StableDiffusionPipeline`. It ships inside the course package so that chapters 8 and 9 work offline and on a CPU.
+
+```python
+from course_utils import pretrained
+pipeline = pretrained.load("{name}")  # offline, weights upcast to float32
+image = pipeline("a blue butterfly on a yellow background", guidance_scale=5).images[0]
+```
+
+Prompts: `a <wing> butterfly on a <background> background`, `a <wing> butterfly` or `a butterfly on a
+<background> background` ("an" before a vowel), wing colours red, orange, yellow, green, blue, purple, pink,
+brown; backgrounds white, yellow, blue, green, pink, grey. Other words are split into letters the model never
+learned. The empty prompt is the unconditional one (10 % of training captions), used by classifier-free guidance.
+
+No safety checker (`safety_checker=None`): Stable Diffusion's is a 1.2 GB classifier of photographs; this model
+draws only synthetic butterflies from 26 colour words, so there is nothing for it to find, and offline it
+could not be downloaded.
+
+## Training
+
+- Command: `{record["command"]}`, which runs the course's training script:
+  `{record["script_command"]}`
+- Stage 1, the VAE: {record["vae_steps"]:,} steps; stage 2, the U-Net and text encoder together on the frozen
+  VAE's latents: {record["steps"]:,} optimizer steps; {record["training_images"]:,} drawn butterflies with
+  captions from their drawing parameters. {record["seconds"] / 60:.1f} minutes on {record["device"]}
+  (torch {record["torch"]}), {record["date"]}; final losses: VAE {record["losses"]["vae"][-1][1]},
+  U-Net {record["losses"]["unet"][-1][1]}.
+- Noise schedule of Stable Diffusion 1.x (scaled linear, 0.00085-0.012, epsilon target); weights saved in
+  float16 (upcast to float32 on loading).
+
+## Quality on the course's metrics
+
+{scores["n"]} images per row, samples by {scores["sampler"]}, one prompt per held-out drawing (its own caption);
+computed on {scores["device"]} in {scores["seconds"]} s, {scores["date"]}
+(`python -m course_utils.pretrained --card {name}` recomputes this). Frechet distances are in the feature space
+of the course's butterfly reader (lower is better); "as captioned" is the share of images whose wing (or
+background) colour the reader reads as the caption says.
+
+{chr(10).join(table)}
+
+![samples](samples.png) (one row per wing colour, red to brown; guidance scale 5, 50 DDIM steps)
+"""
+    card = pipeline_card(f"course_utils/pretrained/{name}", description,
+                         tags=("pytorch", "diffusers", "text-to-image", "stable-diffusion", "diffusion-models-class"),
+                         pipeline_class="StableDiffusionPipeline", prompt="a blue butterfly on a yellow background")
+    (folder / "scores.json").write_text(json.dumps(scores, indent=1))
+    card.save(folder / "README.md")
+    return folder / "README.md"
+
+
 def main(argv: list[str] | None = None) -> None:
     """``--retrain NAME [--steps N]``, ``--card NAME`` or ``--list``."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m course_utils.pretrained", description=__doc__.split("\n")[0])
-    p.add_argument("--retrain", choices=list(RECIPES), help="train this pipeline again with its recipe")
+    p.add_argument("--retrain", choices=NAMES, help="train this pipeline again with its recipe")
     p.add_argument("--steps", type=int, default=None, help="optimizer updates (default: the shipped run's)")
     p.add_argument("--work_dir", type=Path, default=None, help="where data, checkpoints and logs go")
     p.add_argument("--out", type=Path, default=None, help="where the pipeline goes (default: the package)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted --retrain from its checkpoint")
-    p.add_argument("--card", choices=list(RECIPES), help="score a pipeline again and rewrite its model card")
+    p.add_argument("--card", choices=NAMES, help="score a pipeline again and rewrite its model card")
     p.add_argument("--list", action="store_true", help="list the shipped pipelines")
     args = p.parse_args(argv)
     problems = [f"--steps {args.steps}: must be at least 1"] if args.steps is not None and args.steps < 1 else []
@@ -397,8 +576,8 @@ def main(argv: list[str] | None = None) -> None:
         print("wrote", write_card(args.card, args.out))
         return
     if args.list or not args.retrain:
-        for name, recipe in RECIPES.items():
-            print(f"{name:24s} {recipe.description}")
+        for name in NAMES:
+            print(f"{name:24s} {RECIPES[name].description if name in RECIPES else TEXT_TO_IMAGE[name]['description']}")
         return
     print("saved", retrain(args.retrain, args.steps, args.work_dir, args.out, args.resume))
 
