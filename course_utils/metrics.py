@@ -267,6 +267,18 @@ def border_brightness(images: torch.Tensor, width: int = 3) -> torch.Tensor:
     return images[..., ~inner].mean(dim=(1, 2)) if images.ndim == 4 else images[..., ~inner].mean()
 
 
+def butterfly_mask(images: torch.Tensor, tolerance: float = 0.15, width: int = 2) -> torch.Tensor:
+    """Where the butterfly is: (N, H, W) booleans, True where a pixel's colour is more than ``tolerance`` (in
+    [0, 1], on any channel) away from the median colour of the image's outer frame (the background).
+
+    Chapter 9 compares these silhouettes (their intersection over union) to say whether an edit kept the layout.
+    """
+    inner = torch.zeros(images.shape[-2:], dtype=torch.bool)
+    inner[width:-width, width:-width] = True
+    background = images[..., ~inner].median(dim=-1).values  # (N, 3)
+    return ((images - background[..., None, None]).abs().amax(dim=1)) > tolerance
+
+
 def _butterfly_labels(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Wing and background class numbers of the drawn butterflies ``indices``."""
     attrs = [butterfly_attributes(i) for i in indices]

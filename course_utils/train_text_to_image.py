@@ -296,7 +296,8 @@ def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.T
         pipeline = tiny_sd.assemble(vae, accelerator.unwrap_model(text_encoder).eval(), tokenizer,
                                     accelerator.unwrap_model(unet).eval())
         save_pipeline_into(pipeline, args.output_dir)
-        device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+        cuda = torch.cuda.is_available()
+        device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
         log.update(args={k: str(v) for k, v in vars(args).items()}, device=device, torch=torch.__version__,
                    date=str(date.today()), processes=accelerator.num_processes,
                    parameters={k: sum(p.numel() for p in m.parameters()) for k, m in

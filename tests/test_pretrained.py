@@ -9,7 +9,7 @@ import torch
 from course_utils import pretrained
 from course_utils.metrics import train_digit_scorer
 
-NAMES = list(pretrained.RECIPES)
+NAMES = list(pretrained.NAMES)
 
 
 @pytest.fixture(scope="module")

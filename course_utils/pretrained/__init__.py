@@ -409,11 +409,9 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
     run_dir = Path(work_dir or data_dir() / "pretrained-runs") / name
     args = ["--output_dir", str(run_dir), *TEXT_TO_IMAGE[name]["flags"], *extra_args]
     args += ["--max_train_steps", str(steps)] if steps else []
-    if resume:
-        args += ["--resume_from_checkpoint", "latest"]
-    elif run_dir.is_dir() and (run_dir / "training_log.json").is_file():
+    if not resume and run_dir.is_dir() and (run_dir / "training_log.json").is_file():
         shutil.rmtree(run_dir)  # an earlier run of this pipeline in the course's work folder: start again
-    train_text_to_image.main(args)
+    train_text_to_image.main(args + (["--resume_from_checkpoint", "latest"] if resume else []))
     log = json.loads((run_dir / "training_log.json").read_text())
     out = Path(out or path(name))
     with atomic_folder(out, replace=True) as tmp:

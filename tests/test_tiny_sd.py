@@ -1,0 +1,216 @@
+"""Chapters 8-9: the tiny Stable Diffusion's tokenizer, the shipped pipeline, DDIM inversion, the training script."""
+
+import json
+import time
+
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from course_utils import metrics, pretrained, tiny_sd, train_text_to_image
+from course_utils.data import BACKGROUNDS, WING_COLOURS, butterfly_attributes
+from course_utils.training import ddim_invert, ddim_regenerate
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(tiny_sd.write_tokenizer(tmp_path_factory.mktemp("tokenizer")))
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return pretrained.load("tiny-sd-butterflies")
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return metrics.train_butterfly_scorer()
+
+
+# ---- The caption grammar and its tokenizer -------------------------------------------------------------
+
+
+def test_the_grammar_names_every_colour_the_drawings_use():
+    captions = tiny_sd.all_captions()
+    assert len(captions) == len(WING_COLOURS) * len(BACKGROUNDS) + len(WING_COLOURS) + len(BACKGROUNDS) + 1
+    assert "an orange butterfly on a grey background" in captions and "a red butterfly" in captions
+    assert "a butterfly on a pink background" in captions and "" in captions
+    for i in range(50):  # a drawing's own caption is the grammar's full sentence
+        a = butterfly_attributes(i)
+        assert a.caption == tiny_sd.caption(a.wing, a.background)
+
+
+def test_every_word_of_the_grammar_is_one_token_and_every_caption_fits(tokenizer):
+    vocab = tokenizer.get_vocab()
+    for word in tiny_sd.grammar_words():
+        assert tokenizer.tokenize(word) == [word + "</w>"], word
+    for caption in tiny_sd.all_captions():
+        ids = tokenizer(caption, padding="max_length", max_length=tokenizer.model_max_length).input_ids
+        assert len(ids) == tokenizer.model_max_length == tiny_sd.MAX_LENGTH
+        words = caption.split()
+        assert ids[0] == tokenizer.bos_token_id and ids[len(words) + 1] == tokenizer.eos_token_id
+        assert ids[1:len(words) + 1] == [vocab[w + "</w>"] for w in words]
+        assert tokenizer.decode(ids, skip_special_tokens=True).strip() == caption
+
+
+def test_a_word_outside_the_grammar_is_spelled_out_not_lost(tokenizer):
+    pieces = tokenizer.tokenize("a Turquoise butterfly")
+    assert pieces[0] == "a</w>" and pieces[-1] == "butterfly</w>" and len(pieces) > 4  # lowercased, in letters
+    assert tokenizer.unk_token_id not in tokenizer("turquoise").input_ids or tokenizer.unk_token is None
+
+
+def test_the_merges_are_learned_the_same_way_every_time():
+    words = tiny_sd.grammar_words()
+    assert tiny_sd.learn_merges(words) == tiny_sd.learn_merges(list(reversed(words)))
+
+
+def test_the_shipped_tokenizer_is_the_one_the_grammar_writes(tokenizer):
+    from transformers import CLIPTokenizer
+
+    shipped = CLIPTokenizer.from_pretrained(pretrained.path("tiny-sd-butterflies"), subfolder="tokenizer")
+    assert shipped.get_vocab() == tokenizer.get_vocab() and shipped.model_max_length == tokenizer.model_max_length
+
+
+# ---- The shipped pipeline --------------------------------------------------------------------------------
+
+
+def test_the_shipped_pipeline_loads_offline_with_from_pretrained_and_generates(monkeypatch):
+    from diffusers import StableDiffusionPipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    pipeline = StableDiffusionPipeline.from_pretrained(pretrained.path("tiny-sd-butterflies"))
+    assert time.perf_counter() - start < 5
+    assert pipeline.safety_checker is None and isinstance(pipeline.scheduler, DDIMScheduler)
+    pipeline.set_progress_bar_config(disable=True)
+    out = pipeline(["a red butterfly", "a blue butterfly"], num_inference_steps=4, output_type="np").images
+    assert out.shape == (2, 32, 32, 3) and 0 <= out.min() and out.max() <= 1 and out.std() > 0.05
+
+
+def test_the_shipped_pipeline_follows_the_wing_colour_in_the_prompt(pipe, reader):
+    wings = list(WING_COLOURS) * 2
+    x = tiny_sd.generate(pipe, [tiny_sd.caption(w) for w in wings], guidance_scale=5, steps=20)
+    hits = sum(map(str.__eq__, reader.wing_colours(x), wings)) / len(wings)
+    assert hits >= 0.75, reader.wing_colours(x)
+
+
+def test_guidance_scale_one_is_the_prompt_alone(pipe):
+    """At scale 1 the pipeline skips the empty prompt; our predictor must give the same image."""
+    a = tiny_sd.generate(pipe, ["a green butterfly"], guidance_scale=1, steps=5, seed=3)
+    b = tiny_sd.generate(pipe, ["a green butterfly"], guidance_scale=1.0, steps=5, seed=3)
+    assert torch.equal(a, b)
+
+
+# ---- DDIM inversion --------------------------------------------------------------------------------------
+
+
+def test_inversion_is_exact_when_the_noise_prediction_does_not_depend_on_x():
+    scheduler = DDIMScheduler.from_pretrained(pretrained.path("tiny-sd-butterflies"), subfolder="scheduler")
+    x0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    eps = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    noise = ddim_invert(lambda x, t: eps, scheduler, x0, 20)
+    assert not torch.allclose(noise, x0, atol=0.1)
+    assert torch.allclose(ddim_regenerate(lambda x, t: eps, scheduler, noise, 20), x0, atol=1e-4)
+
+
+def test_inversion_then_sampling_reconstructs_a_drawing_at_50_steps(pipe):
+    """The stated error: 50 DDIM steps up and down give back a held-out drawing within 0.06 mean pixel error
+    (the VAE's own round trip: about 0.03); 5 steps err more."""
+    drawn, attrs = tiny_sd.held_out_drawings(4, start=400_000)
+    scale = pipe.vae.config.scaling_factor
+    with torch.no_grad():
+        latents = pipe.vae.encode(drawn * 2 - 1).latent_dist.mean * scale
+        text = tiny_sd.encode_prompts(pipe.tokenizer, pipe.text_encoder, [a.caption for a in attrs])
+    predict = tiny_sd.text_predictor(pipe.unet, text)
+    errors = {}
+    for steps in (5, 50):
+        back = ddim_regenerate(predict, pipe.scheduler, ddim_invert(predict, pipe.scheduler, latents, steps), steps)
+        with torch.no_grad():
+            image = ((pipe.vae.decode(back / scale).sample + 1) / 2).clamp(0, 1)
+        errors[steps] = (image - drawn).abs().mean().item()
+    assert errors[50] < 0.06 and errors[50] < errors[5], errors
+
+
+def test_butterfly_mask_finds_the_butterfly_not_the_background():
+    drawn, _ = tiny_sd.held_out_drawings(8)
+    mask = metrics.butterfly_mask(drawn)
+    assert mask.shape == (8, 32, 32)
+    assert (mask[:, 12:20, 14:18].float().mean() > 0.8) and mask[:, :2].float().mean() < 0.05
+    plain = torch.ones(1, 3, 32, 32) * 0.5
+    assert not metrics.butterfly_mask(plain).any()
+
+
+# ---- The training script ---------------------------------------------------------------------------------
+
+TINY = ["--num_images", "16", "--vae_steps", "4", "--max_train_steps", "4", "--vae_batch_size", "4",
+        "--train_batch_size", "4", "--checkpointing_steps", "2", "--lr_warmup_steps", "1"]
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return {part: load_file(next((folder / part).glob("*.safetensors"))) for part in ("vae", "unet", "text_encoder")}
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatch):
+    straight = train_text_to_image.main(["--output_dir", str(tmp_path / "straight"), *TINY])
+    # the same run, stopped after the U-Net's first checkpoint (the VAE stage had finished), then resumed
+    calls = {"n": 0}
+    real_save = train_text_to_image.save_checkpoint
+
+    def stop_after_unet_checkpoint(accelerator, folder, step, *args, **kwargs):
+        out = real_save(accelerator, folder, step, *args, **kwargs)
+        calls["n"] += folder.name == "checkpoints-unet"
+        if calls["n"]:
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(train_text_to_image, "save_checkpoint", stop_after_unet_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train_text_to_image.main(["--output_dir", str(tmp_path / "resumed"), *TINY])
+    assert (tmp_path / "resumed" / "checkpoints-unet" / "checkpoint-2").is_dir()
+    assert not (tmp_path / "resumed" / "model_index.json").exists()
+    monkeypatch.setattr(train_text_to_image, "save_checkpoint", real_save)
+    resumed = train_text_to_image.main(["--output_dir", str(tmp_path / "resumed"), *TINY,
+                                        "--resume_from_checkpoint", "latest"])
+    a, b = _weights(straight), _weights(resumed)
+    for part in a:
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    log = json.loads((resumed / "training_log.json").read_text())
+    assert [step for step, _ in log["losses"]["unet"]] == [4] and not (resumed / "checkpoints-unet").exists()
+
+
+def test_the_script_reports_every_bad_flag_before_doing_anything(tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit) as stop:
+        train_text_to_image.main(["--output_dir", str(a_file), "--resolution", "30", "--max_train_steps", "0",
+                                  "--learning_rate", "3", "--mixed_precision", "fp8", "--lr_scheduler", "cosin"])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 6 and all(line.startswith("error: ") for line in lines), lines
+    for fact in (str(a_file), "--resolution 30", "--max_train_steps 0", "--learning_rate 3", "fp8", "cosin"):
+        assert any(fact in line for line in lines), fact
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "something").write_text("x")
+    with pytest.raises(SystemExit):
+        train_text_to_image.main(["--output_dir", str(occupied)])
+    assert "--resume_from_checkpoint latest" in capsys.readouterr().err
+    assert [p.name for p in occupied.iterdir()] == ["something"]  # nothing written
+
+
+def test_retrain_writes_fp16_weights_and_the_record_of_its_run(tmp_path):
+    out = pretrained.retrain("tiny-sd-butterflies", steps=2, work_dir=tmp_path / "work", out=tmp_path / "out",
+                             card=False, extra_args=tuple(TINY[:8]) + ("--checkpointing_steps", "1000"))
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps"] == 2 and record["vae_steps"] == 4 and record["training_images"] == 16
+    assert str(tmp_path) not in record["script_command"] and "<run>" in record["script_command"]
+    from safetensors import safe_open
+
+    for part in ("vae", "unet", "text_encoder"):
+        file = next((out / part).glob("*.safetensors"))
+        with safe_open(file, "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}, part
