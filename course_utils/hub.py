@@ -91,12 +91,12 @@ def pipeline_card(
     data = ModelCardData(license=license, library_name="diffusers", tags=list(tags), datasets=list(datasets) or None)
     template = (
         "---\n{{ card_data }}\n---\n\n# {{ repo_id }}\n\n{{ description }}\n\n## Usage\n\n"
-        "```python\nfrom diffusers import {{ cls }}\n\n"
-        "pipeline = {{ cls }}.from_pretrained(\"{{ repo_id }}\")\n"
+        "```python\nfrom diffusers import {{ pipeline_class }}\n\n"
+        "pipeline = {{ pipeline_class }}.from_pretrained(\"{{ repo_id }}\")\n"
         "image = pipeline({{ prompt }}).images[0]\nimage\n```\n"
     )
     return ModelCard.from_template(data, template_str=template, repo_id=repo_id, description=description,
-                                   cls=pipeline_class, prompt=repr(prompt) if prompt else "")
+                                   pipeline_class=pipeline_class, prompt=repr(prompt) if prompt else "")
 
 
 def upload_pipeline(folder: str | Path, repo_id: str, token: str | None, private: bool = False) -> str:

@@ -477,7 +477,7 @@ def sample_grid_by_wing(pipeline, guidance_scale: float = 5.0, per_row: int = 8,
     backgrounds = list(BACKGROUNDS)
     prompts = [tiny_sd.caption(w, backgrounds[i % len(backgrounds)]) for w in WING_COLOURS for i in range(per_row)]
     return show_images(tiny_sd.generate(pipeline, prompts, guidance_scale, steps), nrow=per_row, value_range=(0, 1),
-                       min_width=per_row * 32)
+                       min_width=per_row * 64)
 
 
 def write_text_to_image_card(name: str, folder: Path) -> Path:
@@ -493,7 +493,11 @@ def write_text_to_image_card(name: str, folder: Path) -> Path:
     sample_grid_by_wing(pipeline).save(folder / "samples.png")
     columns = _columns(scores)
     table = ["| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    table += [f"| {row} | " + " | ".join(_cell(v.get(c)) for c in columns) + " |" for row, v in scores["rows"].items()]
+    def cell(values: dict, column: str) -> str:
+        value = values.get(column)
+        return f"{value:.3f}" if column == "pixel error" and value is not None else _cell(value)
+
+    table += [f"| {row} | " + " | ".join(cell(v, c) for c in columns) + " |" for row, v in scores["rows"].items()]
     params = record["parameters"]
     description = f"""The diffusion course's own `{name}` pipeline: {record["description"]}. Every part is the
 real library class of Stable Diffusion, built small: `AutoencoderKL` (32x32x3 <-> 4x8x8 latents,
