@@ -108,15 +108,15 @@ SETTINGS: dict[str, dict[str, dict]] = {
     # Chapter 8: the shipped tiny-sd-butterflies part by part, the pipeline, img2img, inpainting, a short script run.
     # full also runs a real Stable Diffusion checkpoint (online, on a GPU) through the same cells.
     "ch8": {
-        "small": dict(n_recon=16, steps=10, scales=(1, 5), per_colour=2, n_edit=8, strengths=(0.3, 0.9),
+        "small": dict(n_recon=16, steps=10, scales=(1, 5), per_colour=2, n_edit=8, strengths=(0.1, 0.9),
                       script=dict(num_images=32, vae_steps=4, max_train_steps=4, batch=8), real_model=None,
                       dreambooth_model=None),
         "cpu": dict(n_recon=200, steps=50, scales=(1, 2, 3, 5, 7.5), per_colour=16, n_edit=32,
-                    strengths=(0.2, 0.4, 0.6, 0.8, 1.0),
+                    strengths=(0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
                     script=dict(num_images=500, vae_steps=60, max_train_steps=120, batch=64), real_model=None,
                     dreambooth_model=None),
         "full": dict(n_recon=200, steps=50, scales=(1, 2, 3, 5, 7.5), per_colour=32, n_edit=64,
-                     strengths=(0.2, 0.4, 0.6, 0.8, 1.0),
+                     strengths=(0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
                      script=dict(num_images=5000, vae_steps=1000, max_train_steps=2500, batch=128),
                      real_model="stable-diffusion-v1-5/stable-diffusion-v1-5",
                      dreambooth_model="sd-dreambooth-library/mr-potato-head"),

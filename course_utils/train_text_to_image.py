@@ -220,7 +220,7 @@ def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpo
         step += 1
         running.append(loss.item())
         bar.update(1)
-        if step % 50 == 0 or step == args.vae_steps:
+        if step == 1 or step % 50 == 0 or step == args.vae_steps:
             log["losses"]["vae"].append([step, round(float(np.mean(running)), 5)])
             bar.set_postfix(loss=log["losses"]["vae"][-1][1])
             running = []
@@ -239,6 +239,7 @@ def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpo
         _save_log(accelerator, log, args.output_dir / "training_log.json")
         shutil.rmtree(args.output_dir / "checkpoints-vae", ignore_errors=True)
     accelerator.wait_for_everyone()
+    accelerator.free_memory()  # forget the VAE and its optimizer: stage 2's checkpoints hold only its own objects
 
 
 def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.Tensor, attrs: list,
@@ -283,7 +284,7 @@ def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.T
         step += 1
         running.append(loss.item())
         bar.update(1)
-        if step % 50 == 0 or step == args.max_train_steps:
+        if step == 1 or step % 50 == 0 or step == args.max_train_steps:
             log["losses"]["unet"].append([step, round(float(np.mean(running)), 5)])
             bar.set_postfix(loss=log["losses"]["unet"][-1][1])
             running = []

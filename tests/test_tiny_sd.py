@@ -58,7 +58,7 @@ def test_every_word_of_the_grammar_is_one_token_and_every_caption_fits(tokenizer
 def test_a_word_outside_the_grammar_is_spelled_out_not_lost(tokenizer):
     pieces = tokenizer.tokenize("a Turquoise butterfly")
     assert pieces[0] == "a</w>" and pieces[-1] == "butterfly</w>" and len(pieces) > 4  # lowercased, in letters
-    assert tokenizer.unk_token_id not in tokenizer("turquoise").input_ids or tokenizer.unk_token is None
+    assert tokenizer.unk_token_id not in tokenizer("turquoise", add_special_tokens=False).input_ids
 
 
 def test_the_merges_are_learned_the_same_way_every_time():
@@ -179,7 +179,7 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatc
     for part in a:
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
     log = json.loads((resumed / "training_log.json").read_text())
-    assert [step for step, _ in log["losses"]["unet"]] == [4] and not (resumed / "checkpoints-unet").exists()
+    assert [step for step, _ in log["losses"]["unet"]] == [1, 4] and not (resumed / "checkpoints-unet").exists()
 
 
 def test_the_script_reports_every_bad_flag_before_doing_anything(tmp_path, capsys):
@@ -210,7 +210,7 @@ def test_retrain_writes_fp16_weights_and_the_record_of_its_run(tmp_path):
     assert str(tmp_path) not in record["script_command"] and "<run>" in record["script_command"]
     from safetensors import safe_open
 
-    for part in ("vae", "unet", "text_encoder"):
+    for part, dtype in (("vae", "F16"), ("unet", "F16"), ("text_encoder", "F32")):  # see retrain_text_to_image
         file = next((out / part).glob("*.safetensors"))
         with safe_open(file, "pt") as f:
-            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}, part
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {dtype}, part

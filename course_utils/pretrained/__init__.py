@@ -416,6 +416,9 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
     out = Path(out or path(name))
     with atomic_folder(out, replace=True) as tmp:
         pipeline = StableDiffusionPipeline.from_pretrained(run_dir, dtype=torch.float16, use_safetensors=True)
+        # the text encoder stays float32 (0.4 MB): transformers loads weights in the dtype they were saved in,
+        # diffusers loads its models in float32, and a plain from_pretrained must give parts that agree
+        pipeline.text_encoder.to(torch.float32)
         pipeline.save_pretrained(tmp, safe_serialization=True)
         shown = [a.replace(str(run_dir), "<run>") for a in args]
         record = dict(
@@ -530,8 +533,9 @@ could not be downloaded.
   captions from their drawing parameters. {record["seconds"] / 60:.1f} minutes on {record["device"]}
   (torch {record["torch"]}), {record["date"]}; final losses: VAE {record["losses"]["vae"][-1][1]},
   U-Net {record["losses"]["unet"][-1][1]}.
-- Noise schedule of Stable Diffusion 1.x (scaled linear, 0.00085-0.012, epsilon target); weights saved in
-  float16 (upcast to float32 on loading).
+- Noise schedule of Stable Diffusion 1.x (scaled linear, 0.00085-0.012, epsilon target); the VAE and U-Net
+  weights saved in float16 (diffusers upcasts them to float32 on loading), the text encoder's in float32
+  (transformers keeps the saved dtype, and the parts must agree).
 
 ## Quality on the course's metrics
 
