@@ -191,6 +191,23 @@ def _restore(accelerator: Accelerator, checkpoint: Path | None, log: dict, stage
     return step
 
 
+def _end_step(args, accelerator: Accelerator, optimizer, schedule, log: dict, stage: str, step: int, total: int,
+              running: list[float], bar) -> None:
+    """After a backward pass: the optimizer's and the schedule's step; the running mean loss logged (at step 1,
+    every 50 steps and the last); a checkpoint every ``--checkpointing_steps`` (not at the end: the stage saves)."""
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad()
+    bar.update(1)
+    if step == 1 or step % 50 == 0 or step == total:
+        log["losses"][stage].append([step, round(float(np.mean(running)), 5)])
+        bar.set_postfix(loss=log["losses"][stage][-1][1])
+        running.clear()
+    if step % args.checkpointing_steps == 0 and step < total:
+        _save_log(accelerator, log, args.output_dir / "training_log.json")
+        save_checkpoint(accelerator, args.output_dir / f"checkpoints-{stage}", step, args.checkpoints_total_limit)
+
+
 def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpoint: Path | None, log: dict) -> None:
     """Stage 1: L1 reconstruction + kl_weight * KL; then measure the scaling factor and save ``<out>/vae``."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_learning_rate, weight_decay=0.0)
@@ -214,19 +231,9 @@ def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpo
             for p in vae.parameters():
                 if p.grad is not None:
                     p.grad = accelerator.reduce(p.grad, reduction="mean")
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
         step += 1
         running.append(loss.item())
-        bar.update(1)
-        if step == 1 or step % 50 == 0 or step == args.vae_steps:
-            log["losses"]["vae"].append([step, round(float(np.mean(running)), 5)])
-            bar.set_postfix(loss=log["losses"]["vae"][-1][1])
-            running = []
-        if step % args.checkpointing_steps == 0 and step < args.vae_steps:
-            _save_log(accelerator, log, args.output_dir / "training_log.json")
-            save_checkpoint(accelerator, args.output_dir / "checkpoints-vae", step, args.checkpoints_total_limit)
+        _end_step(args, accelerator, optimizer, schedule, log, "vae", step, args.vae_steps, running, bar)
     bar.close()
     log["seconds"]["vae"] = log["seconds"].get("vae", 0) + round(time.perf_counter() - start, 1)
     if accelerator.is_main_process:
@@ -278,19 +285,9 @@ def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.T
             loss = F.mse_loss(pred.float(), noise)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
         step += 1
         running.append(loss.item())
-        bar.update(1)
-        if step == 1 or step % 50 == 0 or step == args.max_train_steps:
-            log["losses"]["unet"].append([step, round(float(np.mean(running)), 5)])
-            bar.set_postfix(loss=log["losses"]["unet"][-1][1])
-            running = []
-        if step % args.checkpointing_steps == 0 and step < args.max_train_steps:
-            _save_log(accelerator, log, args.output_dir / "training_log.json")
-            save_checkpoint(accelerator, args.output_dir / "checkpoints-unet", step, args.checkpoints_total_limit)
+        _end_step(args, accelerator, optimizer, schedule, log, "unet", step, args.max_train_steps, running, bar)
     bar.close()
     log["seconds"]["unet"] = log["seconds"].get("unet", 0) + round(time.perf_counter() - start, 1)
     if accelerator.is_main_process:
