@@ -116,6 +116,11 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 }
 
 
+def article(word: str) -> str:
+    """'an' before a vowel, else 'a' (captions: "an orange butterfly")."""
+    return "an" if word[0] in "aeiou" else "a"
+
+
 class ButterflyAttributes(NamedTuple):
     """What butterfly number ``index`` shows: wing and background colour names, spot colour, spot count."""
 
@@ -127,7 +132,7 @@ class ButterflyAttributes(NamedTuple):
     @property
     def caption(self) -> str:
         """The drawing in words, e.g. ``a red butterfly on a blue background`` (``an orange butterfly ...``)."""
-        return f"{'an' if self.wing[0] in 'aeiou' else 'a'} {self.wing} butterfly on a {self.background} background"
+        return f"{article(self.wing)} {self.wing} butterfly on a {self.background} background"
 
 
 def _jitter(rgb: tuple[int, int, int], rng: np.random.Generator, amount: int) -> tuple[int, int, int]:

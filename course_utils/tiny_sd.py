@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import BACKGROUNDS, WING_COLOURS
+from .data import BACKGROUNDS, WING_COLOURS, article
 
 CAPTION_FORMS = (
     "{a_wing} {wing} butterfly on a {background} background",
@@ -42,11 +42,6 @@ CAPTION_FORMS = (
 FORM_SHARES = (0.6, 0.2, 0.1)
 MAX_LENGTH = 16  # tokens, with the start and end tokens: the longest caption has 9 (the pipeline pads to this)
 START, END = "<|startoftext|>", "<|endoftext|>"
-
-
-def article(word: str) -> str:
-    """'an' before a vowel, else 'a'."""
-    return "an" if word[0] in "aeiou" else "a"
 
 
 def caption(wing: str | None = None, background: str | None = None) -> str:
@@ -182,7 +177,7 @@ def assemble(vae, text_encoder, tokenizer, unet, scheduler_config: dict | None =
     """A ``StableDiffusionPipeline`` from the parts, with a DDIM scheduler and no safety checker.
 
     No safety checker: it is a 1.2 GB image classifier for photographs; the course's model draws only
-    synthetic butterflies from 26 colour words, so there is nothing for it to find (and offline there is none).
+    synthetic butterflies named by 10 colour words, so there is nothing for it to find (and offline there is none).
     """
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
@@ -216,6 +211,18 @@ def text_predictor(unet, text: torch.Tensor, uncond: torch.Tensor | None = None,
         return eps_uncond + guidance_scale * (eps_text - eps_uncond)
 
     return predict
+
+
+@torch.no_grad()
+def encode_images(vae, images: torch.Tensor) -> torch.Tensor:
+    """Images (N, 3, H, W) in [0, 1] -> the VAE's latents (the mean of its distribution), times its scaling factor."""
+    return vae.encode(images.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mean * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Scaled latents -> images (N, 3, H, W) in [0, 1] on the CPU."""
+    return ((vae.decode(latents / vae.config.scaling_factor).sample.float() + 1) / 2).clamp(0, 1).cpu()
 
 
 @torch.no_grad()

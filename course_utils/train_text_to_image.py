@@ -49,7 +49,7 @@ from . import tiny_sd
 from .data import butterfly_attributes
 from .files import atomic_folder
 from .metrics import drawn_butterflies
-from .train_unconditional import CHOICES, list_checkpoints, save_checkpoint, save_pipeline_into
+from .train_unconditional import CHOICES, exit_on_problems, list_checkpoints, save_checkpoint, save_pipeline_into
 
 STAGES = ("vae", "unet")
 
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=32, help="image size (a multiple of 8; latents are a quarter)")
     p.add_argument("--num_images", type=int, default=5000, help="synthetic butterflies drawn for training")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vae_steps", type=int, default=1000, help="stage 1: VAE optimizer updates (0: skip)")
+    p.add_argument("--vae_steps", type=int, default=1000,
+                   help="stage 1: VAE updates (0: keep the VAE untrained; its scaling factor is still measured)")
     p.add_argument("--vae_batch_size", type=int, default=64)
     p.add_argument("--vae_learning_rate", type=float, default=1e-3)
     p.add_argument("--kl_weight", type=float, default=1e-6, help="weight of the VAE's KL term (Stable Diffusion: 1e-6)")
@@ -105,29 +106,45 @@ def check_args(args: argparse.Namespace) -> list[str]:
         problems.append(f"--output_dir {out}: holds another run; pass --resume_from_checkpoint latest to continue "
                         "it, or a new folder")
     elif args.resume_from_checkpoint not in (None, "latest"):
-        ckpt = Path(args.resume_from_checkpoint)
-        if not (ckpt / "course_step.json").is_file() or ckpt.parent.name[len("checkpoints-"):] not in STAGES:
-            problems.append(f"--resume_from_checkpoint {ckpt}: not a checkpoint of this script (want "
-                            f"{out}/checkpoints-vae/checkpoint-N or .../checkpoints-unet/checkpoint-N, or latest)")
+        problems += _checkpoint_problems(Path(args.resume_from_checkpoint), out)
     return problems
+
+
+def _checkpoint_problems(ckpt: Path, out: Path) -> list[str]:
+    """Problems with ``--resume_from_checkpoint <path>``: a checkpoint of this run, of a stage that is still due."""
+    flag = f"--resume_from_checkpoint {ckpt}"
+    stage = ckpt.parent.name[len("checkpoints-"):]
+    if not (ckpt / "course_step.json").is_file() or stage not in STAGES:
+        return [f"{flag}: not a checkpoint of this script (want {out}/checkpoints-vae/checkpoint-N or "
+                f"{out}/checkpoints-unet/checkpoint-N, or latest)"]
+    if ckpt.resolve().parent.parent != out.resolve():
+        return [f"{flag}: belongs to another run; pass that run's folder as --output_dir (it holds the VAE and "
+                "tokenizer the checkpoint was trained with)"]
+    vae_done = (out / "vae" / "config.json").is_file()
+    if stage == "unet" and not vae_done:
+        return [f"{flag}: {out}/vae is missing, so stage 2 cannot go on; resume the VAE stage (latest) instead"]
+    if stage == "vae" and vae_done:
+        return [f"{flag}: the VAE stage has finished ({out}/vae); resuming it would retrain the VAE and lose stage 2: "
+                "pass latest"]
+    return []
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    problems = check_args(args)
-    if problems:
-        parser.exit(2, "".join(f"error: {line}\n" for line in problems))
+    exit_on_problems([f"error: {line}" for line in check_args(args)])  # printed once, by the first process
     return args
 
 
 def resume_point(args: argparse.Namespace) -> tuple[str, Path | None]:
     """The stage to start in ("done" if a resumed run had finished) and the checkpoint to load (None: none)."""
-    vae_done = (args.output_dir / "vae" / "config.json").is_file() or args.vae_steps == 0
+    vae_done = (args.output_dir / "vae" / "config.json").is_file()
     if args.resume_from_checkpoint not in (None, "latest"):
         ckpt = Path(args.resume_from_checkpoint)
         return ckpt.parent.name[len("checkpoints-"):], ckpt
-    if args.resume_from_checkpoint and (args.output_dir / "model_index.json").is_file():
+    log = args.output_dir / "training_log.json"
+    if args.resume_from_checkpoint and (args.output_dir / "model_index.json").is_file() and log.is_file() \
+            and "args" in json.loads(log.read_text()):
         return "done", None
     stage = "unet" if vae_done else "vae"
     found = list_checkpoints(args.output_dir / f"checkpoints-{stage}") if args.resume_from_checkpoint else []
@@ -152,7 +169,11 @@ def main(argv: list[str] | None = None) -> Path:
         accelerator.print(f"{out} holds a finished run: nothing to resume")
         return out
 
-    tokenizer_dir = tiny_sd.write_tokenizer(out / "tokenizer")
+    tokenizer_dir = out / "tokenizer"
+    if accelerator.is_main_process:  # one process writes it (whole or not at all), the others wait
+        with atomic_folder(tokenizer_dir, replace=True) as tmp:
+            tiny_sd.write_tokenizer(tmp)
+    accelerator.wait_for_everyone()
     parts = tiny_sd.build_parts(tokenizer_dir, args.resolution, args.seed)
     accelerator.print(f"drawing {args.num_images} butterflies at {args.resolution} px ...")
     images = drawn_butterflies(range(args.num_images), size=args.resolution) * 2 - 1
@@ -163,15 +184,17 @@ def main(argv: list[str] | None = None) -> Path:
         checkpoint = None
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL.from_pretrained(out / "vae") if (out / "vae").is_dir() else parts["vae"]
+    vae = AutoencoderKL.from_pretrained(out / "vae")
     train_unet(args, accelerator, vae, parts, images, attrs, checkpoint, log)
     return out
 
 
-def _save_log(accelerator: Accelerator, log: dict, file: Path) -> None:
+def _save_log(accelerator: Accelerator, log: dict, file: Path, stage: str) -> None:
+    """Write the log (losses, and the stage's seconds so far, resumed runs included) whole or not at all."""
+    log["seconds"][stage] = round(time.perf_counter() - log["clock"], 1)
     if accelerator.is_main_process:
         tmp = file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(log, indent=1))
+        tmp.write_text(json.dumps({k: v for k, v in log.items() if k != "clock"}, indent=1))
         tmp.replace(file)
 
 
@@ -180,7 +203,9 @@ def _progress(accelerator, total: int, start: int, desc: str):
 
 
 def _restore(accelerator: Accelerator, checkpoint: Path | None, log: dict, stage: str) -> int:
-    """Load a checkpoint into the prepared objects; the step it was taken at (0 without one)."""
+    """Load a checkpoint into the prepared objects; the step it was taken at (0 without one). The log keeps
+    the losses and seconds up to that step (it was written with the checkpoint)."""
+    log["clock"] = time.perf_counter() - (log["seconds"].get(stage, 0) if checkpoint is not None else 0)
     if checkpoint is None:
         log["losses"][stage] = []
         return 0
@@ -204,18 +229,19 @@ def _end_step(args, accelerator: Accelerator, optimizer, schedule, log: dict, st
         bar.set_postfix(loss=log["losses"][stage][-1][1])
         running.clear()
     if step % args.checkpointing_steps == 0 and step < total:
-        _save_log(accelerator, log, args.output_dir / "training_log.json")
+        _save_log(accelerator, log, args.output_dir / "training_log.json", stage)
         save_checkpoint(accelerator, args.output_dir / f"checkpoints-{stage}", step, args.checkpoints_total_limit)
 
 
 def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpoint: Path | None, log: dict) -> None:
     """Stage 1: L1 reconstruction + kl_weight * KL; then measure the scaling factor and save ``<out>/vae``."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_learning_rate, weight_decay=0.0)
-    schedule = get_scheduler("cosine", optimizer, num_warmup_steps=min(100, args.vae_steps // 10),
-                             num_training_steps=args.vae_steps)
+    n = accelerator.num_processes  # a prepared schedule steps once per process per update
+    schedule = get_scheduler("cosine", optimizer, num_warmup_steps=min(100, args.vae_steps // 10) * n,
+                             num_training_steps=max(args.vae_steps, 1) * n)
     vae, optimizer, schedule = accelerator.prepare(vae, optimizer, schedule)
     step = _restore(accelerator, checkpoint, log, "vae")
-    start, running = time.perf_counter(), []
+    running = []
     bar = _progress(accelerator, args.vae_steps, step, "stage 1: VAE")
     vae.train()
     while step < args.vae_steps:
@@ -235,7 +261,7 @@ def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpo
         running.append(loss.item())
         _end_step(args, accelerator, optimizer, schedule, log, "vae", step, args.vae_steps, running, bar)
     bar.close()
-    log["seconds"]["vae"] = log["seconds"].get("vae", 0) + round(time.perf_counter() - start, 1)
+    _save_log(accelerator, log, args.output_dir / "training_log.json", "vae")  # before the VAE: it marks the stage done
     if accelerator.is_main_process:
         vae = accelerator.unwrap_model(vae).eval()
         with torch.no_grad():
@@ -243,7 +269,6 @@ def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpo
         vae.register_to_config(scaling_factor=round(1 / float(z.std()), 5))
         with atomic_folder(args.output_dir / "vae", replace=True) as tmp:
             vae.save_pretrained(tmp, safe_serialization=True)
-        _save_log(accelerator, log, args.output_dir / "training_log.json")
         shutil.rmtree(args.output_dir / "checkpoints-vae", ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.free_memory()  # forget the VAE and its optimizer: stage 2's checkpoints hold only its own objects
@@ -261,11 +286,12 @@ def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.T
     scale = vae.config.scaling_factor
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=1e-2)
-    schedule = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps,
-                             num_training_steps=args.max_train_steps)
+    n = accelerator.num_processes  # a prepared schedule steps once per process per update
+    schedule = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps * n,
+                             num_training_steps=args.max_train_steps * n)
     unet, text_encoder, optimizer, schedule = accelerator.prepare(unet, text_encoder, optimizer, schedule)
     step = _restore(accelerator, checkpoint, log, "unet")
-    start, running = time.perf_counter(), []
+    running = []
     bar = _progress(accelerator, args.max_train_steps, step, "stage 2: U-Net + text encoder")
     unet.train()
     text_encoder.train()
@@ -289,18 +315,17 @@ def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.T
         running.append(loss.item())
         _end_step(args, accelerator, optimizer, schedule, log, "unet", step, args.max_train_steps, running, bar)
     bar.close()
-    log["seconds"]["unet"] = log["seconds"].get("unet", 0) + round(time.perf_counter() - start, 1)
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    log.update(args={k: str(v) for k, v in vars(args).items()}, device=device, torch=torch.__version__,
+               date=str(date.today()), processes=accelerator.num_processes,
+               parameters={k: sum(p.numel() for p in m.parameters()) for k, m in
+                           (("vae", vae), ("text_encoder", text_encoder), ("unet", unet))})
+    _save_log(accelerator, log, args.output_dir / "training_log.json", "unet")  # the run is done once the pipeline is
     if accelerator.is_main_process:
         pipeline = tiny_sd.assemble(vae, accelerator.unwrap_model(text_encoder).eval(), tokenizer,
                                     accelerator.unwrap_model(unet).eval())
         save_pipeline_into(pipeline, args.output_dir)
-        cuda = torch.cuda.is_available()
-        device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
-        log.update(args={k: str(v) for k, v in vars(args).items()}, device=device, torch=torch.__version__,
-                   date=str(date.today()), processes=accelerator.num_processes,
-                   parameters={k: sum(p.numel() for p in m.parameters()) for k, m in
-                               (("vae", vae), ("text_encoder", text_encoder), ("unet", unet))})
-        _save_log(accelerator, log, args.output_dir / "training_log.json")
         shutil.rmtree(args.output_dir / "checkpoints-unet", ignore_errors=True)
     accelerator.wait_for_everyone()
 

@@ -321,9 +321,7 @@ def write_card(name: str, folder: Path | None = None) -> Path:
     record = json.loads((folder / "training.json").read_text())
     scores = evaluate(name, folder)
     recipe = RECIPES[name]
-    table = ["| | " + " | ".join(_columns(scores)) + " |", "|---|" + "---|" * len(_columns(scores))]
-    for row, values in scores["rows"].items():
-        table.append(f"| {row} | " + " | ".join(_cell(values.get(c)) for c in _columns(scores)) + " |")
+    table = _table(scores)
     minutes = record["seconds"] / 60
     description = f"""The diffusion course's own `{name}` pipeline: {recipe.description}. It ships inside the course
 package so that every chapter works offline and on a CPU.
@@ -361,6 +359,14 @@ else "butterfly reader"} (lower is better; compare equal image counts).
     return folder / "README.md"
 
 
+def _table(scores: dict) -> list[str]:
+    """The scores as Markdown table lines: a row per image set, a column per metric."""
+    columns = _columns(scores)
+    lines = ["| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    return lines + [f"| {row} | " + " | ".join(_cell(values.get(c), c) for c in columns) + " |"
+                    for row, values in scores["rows"].items()]
+
+
 def _columns(scores: dict) -> list[str]:
     """The metric names that appear in any row, in a stable order."""
     names: list[str] = []
@@ -369,10 +375,12 @@ def _columns(scores: dict) -> list[str]:
     return names
 
 
-def _cell(value) -> str:
-    """One table cell: shares as percentages, distances with one decimal."""
+def _cell(value, column: str = "") -> str:
+    """One table cell: shares as percentages, distances with one decimal, pixel errors with three."""
     if value is None:
         return ""
+    if column == "pixel error":
+        return f"{value:.3f}"
     if isinstance(value, dict):
         return ", ".join(f"{k} {v}" for k, v in value.items())
     if isinstance(value, float):
@@ -409,16 +417,18 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
     run_dir = Path(work_dir or data_dir() / "pretrained-runs") / name
     args = ["--output_dir", str(run_dir), *TEXT_TO_IMAGE[name]["flags"], *extra_args]
     args += ["--max_train_steps", str(steps)] if steps else []
-    if not resume and run_dir.is_dir() and (run_dir / "training_log.json").is_file():
-        shutil.rmtree(run_dir)  # an earlier run of this pipeline in the course's work folder: start again
+    if not resume:  # an earlier (or interrupted) run of this pipeline in the course's work folder: start again
+        shutil.rmtree(run_dir, ignore_errors=True)
     train_text_to_image.main(args + (["--resume_from_checkpoint", "latest"] if resume else []))
     log = json.loads((run_dir / "training_log.json").read_text())
     out = Path(out or path(name))
     with atomic_folder(out, replace=True) as tmp:
-        pipeline = StableDiffusionPipeline.from_pretrained(run_dir, dtype=torch.float16, use_safetensors=True)
-        # the text encoder stays float32 (0.4 MB): transformers loads weights in the dtype they were saved in,
-        # diffusers loads its models in float32, and a plain from_pretrained must give parts that agree
-        pipeline.text_encoder.to(torch.float32)
+        pipeline = StableDiffusionPipeline.from_pretrained(run_dir, dtype=torch.float32, use_safetensors=True)
+        # the VAE and U-Net in float16; the text encoder stays float32 (0.4 MB): transformers loads weights in the
+        # dtype they were saved in, diffusers loads its models in float32, and a plain from_pretrained must give
+        # parts that agree
+        pipeline.vae.to(torch.float16)
+        pipeline.unet.to(torch.float16)
         pipeline.save_pretrained(tmp, safe_serialization=True)
         shown = [a.replace(str(run_dir), "<run>") for a in args]
         record = dict(
@@ -458,9 +468,7 @@ def evaluate_text_to_image(folder: Path, n: int = 200, steps: int = 50, scales: 
                 "background as captioned": sum(map(str.__eq__, read_background, backgrounds)) / n}
 
     rows = {"drawn butterflies (not in training)": row(drawn)}
-    with torch.no_grad():
-        recon = pipeline.vae.decode(pipeline.vae.encode(drawn * 2 - 1).latent_dist.mean).sample
-    recon = ((recon + 1) / 2).clamp(0, 1)
+    recon = tiny_sd.decode_latents(pipeline.vae, tiny_sd.encode_images(pipeline.vae, drawn))
     rows["their VAE reconstructions"] = {**row(recon), "pixel error": float((recon - drawn).abs().mean())}
     prompts = [tiny_sd.caption(w, b) for w, b in zip(wings, backgrounds, strict=True)]
     for scale in scales:
@@ -483,6 +491,11 @@ def sample_grid_by_wing(pipeline, guidance_scale: float = 5.0, per_row: int = 8,
                        min_width=per_row * 64)
 
 
+def _last(losses: list) -> str:
+    """The last logged loss of a stage, or why there is none."""
+    return str(losses[-1][1]) if losses else "none (not trained)"
+
+
 def write_text_to_image_card(name: str, folder: Path) -> Path:
     """``write_card`` for a text-to-image pipeline: scores, samples.png (a row per wing colour) and README.md."""
     from ..hub import pipeline_card
@@ -494,13 +507,7 @@ def write_text_to_image_card(name: str, folder: Path) -> Path:
     pipeline = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
     pipeline.set_progress_bar_config(disable=True)
     sample_grid_by_wing(pipeline).save(folder / "samples.png")
-    columns = _columns(scores)
-    table = ["| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    def cell(values: dict, column: str) -> str:
-        value = values.get(column)
-        return f"{value:.3f}" if column == "pixel error" and value is not None else _cell(value)
-
-    table += [f"| {row} | " + " | ".join(cell(v, c) for c in columns) + " |" for row, v in scores["rows"].items()]
+    table = _table(scores)
     params = record["parameters"]
     description = f"""The diffusion course's own `{name}` pipeline: {record["description"]}. Every part is the
 real library class of Stable Diffusion, built small: `AutoencoderKL` (32x32x3 <-> 4x8x8 latents,
@@ -521,7 +528,7 @@ brown; backgrounds white, yellow, blue, green, pink, grey. Other words are split
 learned. The empty prompt is the unconditional one (10 % of training captions), used by classifier-free guidance.
 
 No safety checker (`safety_checker=None`): Stable Diffusion's is a 1.2 GB classifier of photographs; this model
-draws only synthetic butterflies from 26 colour words, so there is nothing for it to find, and offline it
+draws only synthetic butterflies named by 10 colour words, so there is nothing for it to find, and offline it
 could not be downloaded.
 
 ## Training
@@ -531,8 +538,8 @@ could not be downloaded.
 - Stage 1, the VAE: {record["vae_steps"]:,} steps; stage 2, the U-Net and text encoder together on the frozen
   VAE's latents: {record["steps"]:,} optimizer steps; {record["training_images"]:,} drawn butterflies with
   captions from their drawing parameters. {record["seconds"] / 60:.1f} minutes on {record["device"]}
-  (torch {record["torch"]}), {record["date"]}; final losses: VAE {record["losses"]["vae"][-1][1]},
-  U-Net {record["losses"]["unet"][-1][1]}.
+  (torch {record["torch"]}), {record["date"]}; final losses: VAE {_last(record["losses"]["vae"])},
+  U-Net {_last(record["losses"]["unet"])}.
 - Noise schedule of Stable Diffusion 1.x (scaled linear, 0.00085-0.012, epsilon target); the VAE and U-Net
   weights saved in float16 (diffusers upcasts them to float32 on loading), the text encoder's in float32
   (transformers keeps the saved dtype, and the parts must agree).
