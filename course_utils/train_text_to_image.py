@@ -102,7 +102,7 @@ def check_args(args: argparse.Namespace) -> list[str]:
     out = args.output_dir
     if out.exists() and not out.is_dir():
         problems.append(f"--output_dir {out}: is a file; pass a folder (it is created if missing)")
-    elif args.resume_from_checkpoint is None and out.is_dir() and any(out.iterdir()):
+    elif args.resume_from_checkpoint is None and out.is_dir() and any(p.name[0] != "." for p in out.iterdir()):
         problems.append(f"--output_dir {out}: holds another run; pass --resume_from_checkpoint latest to continue "
                         "it, or a new folder")
     elif args.resume_from_checkpoint not in (None, "latest"):
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> Path:
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    accelerator.wait_for_everyone()  # every process has checked the flags before the first one writes anything
     accelerator.print(f"{accelerator.num_processes} process(es) on {accelerator.device}")
     log_file = out / "training_log.json"
     log = json.loads(log_file.read_text()) if log_file.is_file() else dict(losses={"vae": [], "unet": []}, seconds={})
@@ -204,8 +205,10 @@ def _progress(accelerator, total: int, start: int, desc: str):
 
 def _restore(accelerator: Accelerator, checkpoint: Path | None, log: dict, stage: str) -> int:
     """Load a checkpoint into the prepared objects; the step it was taken at (0 without one). The log keeps
-    the losses and seconds up to that step (it was written with the checkpoint)."""
-    log["clock"] = time.perf_counter() - (log["seconds"].get(stage, 0) if checkpoint is not None else 0)
+    the losses up to that step; the stage's seconds so far come from the checkpoint's ``course_model.json``."""
+    about = checkpoint / "course_model.json" if checkpoint is not None else None
+    seconds = json.loads(about.read_text()).get("seconds", 0) if about is not None and about.is_file() else 0
+    log["clock"] = time.perf_counter() - seconds  # the stage's time up to the checkpoint, not to a later log write
     if checkpoint is None:
         log["losses"][stage] = []
         return 0
@@ -230,7 +233,8 @@ def _end_step(args, accelerator: Accelerator, optimizer, schedule, log: dict, st
         running.clear()
     if step % args.checkpointing_steps == 0 and step < total:
         _save_log(accelerator, log, args.output_dir / "training_log.json", stage)
-        save_checkpoint(accelerator, args.output_dir / f"checkpoints-{stage}", step, args.checkpoints_total_limit)
+        save_checkpoint(accelerator, args.output_dir / f"checkpoints-{stage}", step, args.checkpoints_total_limit,
+                        about={"seconds": log["seconds"][stage]})
 
 
 def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpoint: Path | None, log: dict) -> None:

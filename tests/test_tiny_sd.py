@@ -185,6 +185,7 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatc
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
     log = json.loads((resumed / "training_log.json").read_text())
     assert [step for step, _ in log["losses"]["unet"]] == [1, 4] and not (resumed / "checkpoints-unet").exists()
+    assert log["seconds"]["vae"] > 0 and log["seconds"]["unet"] > 0  # time before the interruption is kept
 
 
 def test_the_script_reports_every_bad_flag_before_doing_anything(tmp_path, capsys):
