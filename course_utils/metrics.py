@@ -262,9 +262,15 @@ def border_brightness(images: torch.Tensor, width: int = 3) -> torch.Tensor:
 
     Day backgrounds read 0.7-0.95, the night sky about 0.1 (chapter 6 counts samples below 0.35 as night).
     """
-    inner = torch.zeros(images.shape[-2:], dtype=torch.bool)
-    inner[width:-width, width:-width] = True
-    return images[..., ~inner].mean(dim=(1, 2)) if images.ndim == 4 else images[..., ~inner].mean()
+    frame = _frame(images.shape[-2:], width)
+    return images[..., frame].mean(dim=(1, 2)) if images.ndim == 4 else images[..., frame].mean()
+
+
+def _frame(size: Sequence[int], width: int) -> torch.Tensor:
+    """A (H, W) boolean mask of an image's outer frame, ``width`` pixels wide."""
+    frame = torch.ones(tuple(size), dtype=torch.bool)
+    frame[width:-width, width:-width] = False
+    return frame
 
 
 def butterfly_mask(images: torch.Tensor, tolerance: float = 0.15, width: int = 2) -> torch.Tensor:
@@ -273,9 +279,7 @@ def butterfly_mask(images: torch.Tensor, tolerance: float = 0.15, width: int = 2
 
     Chapter 9 compares these silhouettes (their intersection over union) to say whether an edit kept the layout.
     """
-    inner = torch.zeros(images.shape[-2:], dtype=torch.bool)
-    inner[width:-width, width:-width] = True
-    background = images[..., ~inner].median(dim=-1).values  # (N, 3)
+    background = images[..., _frame(images.shape[-2:], width)].median(dim=-1).values  # (N, 3)
     return ((images - background[..., None, None]).abs().amax(dim=1)) > tolerance
 
 

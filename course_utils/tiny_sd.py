@@ -189,12 +189,16 @@ def assemble(vae, text_encoder, tokenizer, unet, scheduler_config: dict | None =
     return pipeline
 
 
+def token_ids(tokenizer, prompts: list[str]) -> torch.Tensor:
+    """Token ids (N, the tokenizer's length): start token, the words, end token, padded with the end token."""
+    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
 @torch.no_grad()
 def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
-    """Text embeddings (N, MAX_LENGTH, width): ids padded to the tokenizer's length, the last hidden state."""
-    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids
-    return text_encoder(ids.to(text_encoder.device))[0]
+    """Text embeddings (N, MAX_LENGTH, width): ``token_ids`` through the text encoder, its last hidden state."""
+    return text_encoder(token_ids(tokenizer, prompts).to(text_encoder.device))[0]
 
 
 def text_predictor(unet, text: torch.Tensor, uncond: torch.Tensor | None = None, guidance_scale: float = 1.0):

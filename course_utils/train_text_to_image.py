@@ -110,10 +110,15 @@ def check_args(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def _stage_of(checkpoint: Path) -> str:
+    """The stage a checkpoint folder belongs to: "vae" or "unet" (from ``checkpoints-<stage>/checkpoint-N``)."""
+    return checkpoint.parent.name.removeprefix("checkpoints-")
+
+
 def _checkpoint_problems(ckpt: Path, out: Path) -> list[str]:
     """Problems with ``--resume_from_checkpoint <path>``: a checkpoint of this run, of a stage that is still due."""
     flag = f"--resume_from_checkpoint {ckpt}"
-    stage = ckpt.parent.name[len("checkpoints-"):]
+    stage = _stage_of(ckpt)
     if not (ckpt / "course_step.json").is_file() or stage not in STAGES:
         return [f"{flag}: not a checkpoint of this script (want {out}/checkpoints-vae/checkpoint-N or "
                 f"{out}/checkpoints-unet/checkpoint-N, or latest)"]
@@ -141,7 +146,7 @@ def resume_point(args: argparse.Namespace) -> tuple[str, Path | None]:
     vae_done = (args.output_dir / "vae" / "config.json").is_file()
     if args.resume_from_checkpoint not in (None, "latest"):
         ckpt = Path(args.resume_from_checkpoint)
-        return ckpt.parent.name[len("checkpoints-"):], ckpt
+        return _stage_of(ckpt), ckpt
     log = args.output_dir / "training_log.json"
     if args.resume_from_checkpoint and (args.output_dir / "model_index.json").is_file() and log.is_file() \
             and "args" in json.loads(log.read_text()):
@@ -307,8 +312,7 @@ def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.T
         noise = torch.randn(latents.shape, generator=g).to(latents.device)
         t = torch.randint(noise_scheduler.config.num_train_timesteps, (len(idx),), generator=g).to(latents.device)
         prompts = [tiny_sd.random_caption(attrs[i].wing, attrs[i].background, rng) for i in idx.tolist()]
-        ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                        return_tensors="pt").input_ids.to(latents.device)
+        ids = tiny_sd.token_ids(tokenizer, prompts).to(latents.device)
         with accelerator.autocast():
             text = text_encoder(ids)[0]
             pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample

@@ -360,18 +360,17 @@ def ddim_invert(predict: Callable, scheduler, x0: torch.Tensor, steps: int) -> t
     timestep with the noise predicted at the current point, which is the approximation that makes the
     round trip inexact: the prediction at the next point is not known yet.
     """
-    ts = ddim_timesteps(scheduler, steps)
-    x = x0
-    for t, t_next in zip(ts[:-1], ts[1:], strict=True):
-        x = ddim_step(scheduler, predict(x, t), t, t_next, x)[0]
-    return x
+    return _ddim_walk(predict, scheduler, x0, ddim_timesteps(scheduler, steps))
 
 
 @torch.no_grad()
 def ddim_regenerate(predict: Callable, scheduler, xT: torch.Tensor, steps: int) -> torch.Tensor:
     """DDIM from x_T at the last of ``steps`` timesteps down to the first: the way back of ``ddim_invert``."""
-    ts = ddim_timesteps(scheduler, steps)
-    x = xT
-    for t, t_prev in zip(ts[::-1][:-1], ts[::-1][1:], strict=True):
-        x = ddim_step(scheduler, predict(x, t), t, t_prev, x)[0]
+    return _ddim_walk(predict, scheduler, xT, ddim_timesteps(scheduler, steps)[::-1])
+
+
+def _ddim_walk(predict: Callable, scheduler, x: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
+    """DDIM steps from each timestep to the next in ``timesteps`` (ascending: inversion; descending: sampling)."""
+    for t, t_next in zip(timesteps[:-1], timesteps[1:], strict=True):
+        x = ddim_step(scheduler, predict(x, t), t, t_next, x)[0]
     return x

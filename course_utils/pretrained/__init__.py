@@ -445,17 +445,13 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
     return out
 
 
-def evaluate_text_to_image(folder: Path, n: int = 200, steps: int = 50, scales: tuple[float, ...] = (1, 3, 5, 7.5),
+def evaluate_text_to_image(pipeline, n: int = 200, steps: int = 50, scales: tuple[float, ...] = (1, 3, 5, 7.5),
                            seed: int = 0) -> dict:
     """Score a text-to-image pipeline with the butterfly reader: its VAE's reconstructions of ``n`` held-out
     drawings, and samples for those drawings' captions at each guidance scale (does the wing colour, and the
     background, read as the prompt asked?), beside the drawings themselves and uniform noise."""
-    from diffusers import StableDiffusionPipeline
-
     from .. import metrics, tiny_sd
 
-    pipeline = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
-    pipeline.set_progress_bar_config(disable=True)
     scorer = metrics.train_butterfly_scorer()
     start = time.perf_counter()
     drawn, attrs = tiny_sd.held_out_drawings(n)
@@ -498,14 +494,14 @@ def _last(losses: list) -> str:
 
 def write_text_to_image_card(name: str, folder: Path) -> Path:
     """``write_card`` for a text-to-image pipeline: scores, samples.png (a row per wing colour) and README.md."""
+    from diffusers import StableDiffusionPipeline
+
     from ..hub import pipeline_card
 
     record = json.loads((folder / "training.json").read_text())
-    scores = evaluate_text_to_image(folder)
-    from diffusers import StableDiffusionPipeline
-
     pipeline = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
     pipeline.set_progress_bar_config(disable=True)
+    scores = evaluate_text_to_image(pipeline)
     sample_grid_by_wing(pipeline).save(folder / "samples.png")
     table = _table(scores)
     params = record["parameters"]
