@@ -1,14 +1,16 @@
-"""Which training recipe gives the best digits per CPU-minute? Train each for a wall-clock budget, score as it goes.
+"""Which training recipe gives the best digits and butterflies per CPU-minute? Train each for a wall-clock budget.
 
-    python benchmarks/cpu_recipe.py                          # every recipe, 4 minutes each, scored at 2 and 4
+    python benchmarks/cpu_recipe.py                          # every recipe, scored at 2 and 4 minutes
     python benchmarks/cpu_recipe.py --recipes wide-ema-v --minutes 2 4 8
 
-Each recipe trains a 28x28 digit U-Net (no attention) on the course's digits (MNIST online, scikit-learn's
-digits offline) with the fast path (``DeviceBatches`` + ``train_ddpm``), cosine noise schedule, AdamW. At each
-mark of ``--minutes`` (training time only; scoring is not counted) the model (its EMA when the recipe keeps one)
-draws ``--n`` digits with DDIM in 50 steps and the course's digit metric scores them: confident share, classes
-covered, Frechet distance to held-out real digits (real digits about 12-23 at n=200, noise about 600-700).
-Results go to ``benchmarks/results/`` as JSON and print as a Markdown table.
+Digit recipes train a 28x28 U-Net (no attention) on the course's digits (MNIST online, scikit-learn's digits
+offline); butterfly recipes ("bfly-...") a 32x32 U-Net on 5,000 drawn butterflies (random flips). Both use the
+fast path (``DeviceBatches`` + ``train_ddpm``), cosine noise schedule, AdamW. At each mark of ``--minutes``
+(training time only; scoring is not counted) the model (its EMA when the recipe keeps one) draws ``--n`` images
+with DDIM in 50 steps and the course's metric scores them: confident share, classes (wing colours) covered,
+Frechet distance to held-out real digits or drawings (digits: real about 12-23 at n=200, noise about 600-700;
+butterflies: drawings about 45, noise about 3,950). Results go to ``benchmarks/results/`` as JSON and print as a
+Markdown table.
 """
 
 from __future__ import annotations
@@ -16,31 +18,56 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import platform
 import time
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.training_utils import EMAModel
-from samplers import digit_unet  # noqa: E402  (benchmarks/ is the script's folder)
 
 from course_utils.data import load_mnist
-from course_utils.metrics import train_digit_scorer
-from course_utils.training import DeviceBatches, sample_ddpm, train_ddpm
+from course_utils.metrics import drawn_butterflies, train_butterfly_scorer, train_digit_scorer
+from course_utils.training import DeviceBatches, make_unet, sample_ddpm, train_ddpm
 
-# name: (channels, EMA, prediction type, learning rate, batch size)
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to train: the U-Net, the target, the optimizer and its schedule."""
+
+    channels: tuple[int, ...]
+    ema: bool = True
+    target: str = "v_prediction"
+    lr: float = 2e-3
+    batch: int = 64
+    layers_per_block: int = 1
+    attention: int = 0  # levels with self-attention, deepest first
+    warmup: int = 0  # optimizer steps of linear warm-up
+    decay: bool = False  # cosine decay of the learning rate to 0 at the last mark
+    snr_gamma: float | None = None  # min-SNR loss weighting
+    data: str = "digits"  # or "butterflies"
+
+
 RECIPES = {
-    "small-eps": ((16, 32), False, "epsilon", 2e-3, 64),  # chapter 2's cpu profile
-    "wide-ema-eps": ((32, 64, 64), True, "epsilon", 2e-3, 64),  # the best of the samplers benchmark
-    "wide-ema-v": ((32, 64, 64), True, "v_prediction", 2e-3, 64),  # the shipped digits-28's target
-    "wide-ema-v-b128": ((32, 64, 64), True, "v_prediction", 3e-3, 128),
+    "small-eps": Recipe((16, 32), ema=False, target="epsilon"),  # chapter 2's cpu profile
+    "wide-ema-eps": Recipe((32, 64, 64), target="epsilon"),  # the best of the samplers benchmark
+    "wide-ema-v": Recipe((32, 64, 64)),  # the shipped digits-28's target
+    "wide-ema-v-b128": Recipe((32, 64, 64), lr=3e-3, batch=128),
+    "narrow-ema-v": Recipe((16, 32, 64)),  # half the channels at full resolution: ~3x cheaper steps
+    "wide-ema-v-decay": Recipe((32, 64, 64), warmup=50, decay=True),
+    "wide-ema-v-minsnr": Recipe((32, 64, 64), snr_gamma=5.0),
+    "bfly-eps": Recipe((16, 32, 64, 128), target="epsilon", lr=1e-3, attention=1, data="butterflies"),
+    "bfly-v": Recipe((16, 32, 64, 128), lr=1e-3, attention=1, data="butterflies"),
+    "bfly-v-decay": Recipe((16, 32, 64, 128), lr=2e-3, attention=1, warmup=100, decay=True, data="butterflies"),
 }
+N_BUTTERFLIES = 5000
 
 
 def score(model, scheduler, scorer, n: int, device) -> dict:
-    """DDIM-50 samples of ``model`` scored by the digit metric."""
+    """DDIM-50 samples of ``model`` scored by the metric of its data."""
     ddim = DDIMScheduler.from_config(scheduler.config)
     x = (sample_ddpm(model.eval(), ddim, n, 50, device=device, seed=0) + 1) / 2
     model.train()
@@ -49,22 +76,31 @@ def score(model, scheduler, scorer, n: int, device) -> dict:
 
 def run(name: str, marks: list[float], n: int, device, images: torch.Tensor, scorer) -> list[dict]:
     """Train recipe ``name`` up to the last mark (minutes of training), scoring at each mark."""
-    channels, use_ema, target, lr, batch = RECIPES[name]
+    r = RECIPES[name]
     torch.manual_seed(0)
-    model = digit_unet(channels).to(device)
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=target)
-    batches = DeviceBatches(images, batch, device, flip=False, seed=0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    ema = EMAModel(model.parameters(), decay=0.999, use_ema_warmup=True) if use_ema else None
+    model = make_unet(images.shape[-1], r.channels, r.layers_per_block, r.attention, in_channels=images.shape[1])
+    model.to(device)
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=r.target)
+    batches = DeviceBatches(images, r.batch, device, flip=r.data == "butterflies", seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=r.lr)
+    plan = {"steps": math.inf}  # total optimizer steps of the budget, estimated after the first epoch
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / r.warmup) if r.warmup else 1.0
+        return warm * (0.5 * (1 + math.cos(math.pi * min(1.0, step / plan["steps"]))) if r.decay else 1.0)
+
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    ema = EMAModel(model.parameters(), decay=0.999, use_ema_warmup=True) if r.ema else None
     generator = torch.Generator(device).manual_seed(0)
     rows, trained, epochs, losses = [], 0.0, 0, []
     for mark in marks:
         while trained < mark * 60:
             start = time.perf_counter()
-            losses += train_ddpm(model, scheduler, batches, 1, lr, device, generator, fast=True, optimizer=optimizer,
-                                 ema=ema, progress=False)
+            losses += train_ddpm(model, scheduler, batches, 1, r.lr, device, generator, fast=True, optimizer=optimizer,
+                                 ema=ema, progress=False, lr_scheduler=lr_scheduler, snr_gamma=r.snr_gamma)
             trained += time.perf_counter() - start
             epochs += 1
+            plan["steps"] = marks[-1] * 60 / trained * epochs * len(batches)
         judged = copy.deepcopy(model)
         if ema is not None:
             ema.copy_to(judged.parameters())
@@ -72,6 +108,16 @@ def run(name: str, marks: list[float], n: int, device, images: torch.Tensor, sco
                      **score(judged, scheduler, scorer, n, device)})
         print(rows[-1], flush=True)
     return rows
+
+
+def training_data(kind: str) -> tuple[torch.Tensor, object, str]:
+    """uint8 training images (N, C, H, W), the metric that scores samples, and a description of the data."""
+    if kind == "butterflies":
+        images = (drawn_butterflies(range(N_BUTTERFLIES)) * 255).round().to(torch.uint8)
+        return images, train_butterfly_scorer(), f"{N_BUTTERFLIES} drawn butterflies, 32x32"
+    source = load_mnist(train=True, signed=True)
+    images = torch.stack([source.dataset[i][0] for i in range(len(source.dataset))])
+    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), train_digit_scorer(), source.description
 
 
 def main() -> None:
@@ -87,27 +133,33 @@ def main() -> None:
     if bad:
         p.exit(2, "".join(f"error: {line}\n" for line in bad))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    source = load_mnist(train=True, signed=True)
-    images = torch.stack([source.dataset[i][0] for i in range(len(source.dataset))])
-    uint8 = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    scorer = train_digit_scorer()
-    rows = [r for name in args.recipes for r in run(name, sorted(args.minutes), args.n, device, uint8, scorer)]
+    rows, data = [], {}
+    for kind in dict.fromkeys(RECIPES[name].data for name in args.recipes):
+        images, scorer, data[kind] = training_data(kind)
+        for name in (name for name in args.recipes if RECIPES[name].data == kind):
+            rows += run(name, sorted(args.minutes), args.n, device, images, scorer)
     record = {
         "date": date.today().isoformat(),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads",
         "machine": f"{platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}",
-        "data": source.description, "recipes": {k: RECIPES[k] for k in args.recipes}, "n": args.n, "rows": rows,
+        "data": data, "recipes": {k: asdict(RECIPES[k]) for k in args.recipes}, "n": args.n, "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"cpu_recipe-{device.type}-{record['date']}.json"
+    path = args.out / f"cpu_recipe-{device.type}-{record['date']}-{'-'.join(args.recipes)}.json"
     path.with_suffix(".tmp").write_text(json.dumps(record, indent=2, default=list))
     path.with_suffix(".tmp").replace(path)
-    print("| recipe | U-Net | EMA | target | lr | batch | minutes | epochs | confident | classes | Frechet |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        channels, use_ema, target, lr, batch = RECIPES[r["recipe"]]
-        print(f"| {r['recipe']} | {channels} | {'yes' if use_ema else 'no'} | {target} | {lr:g} | {batch} | "
-              f"{r['minutes']:.1f} | {r['epochs']} | {r['confident']:.0%} | {r['classes']} | {r['frechet']:.1f} |")
+    columns = "recipe U-Net EMA target lr batch schedule minutes epochs confident classes Frechet".split()
+    print("| " + " | ".join(columns) + " |", "|---" * len(columns) + "|", sep="\n")
+    for row in rows:
+        r = RECIPES[row["recipe"]]
+        net = f"{r.channels}" + (f", attention x{r.attention}" if r.attention else "")
+        parts = [f"warm-up {r.warmup}"] * bool(r.warmup) + ["cosine decay"] * r.decay
+        parts += [f"min-SNR {r.snr_gamma:g}"] if r.snr_gamma is not None else []
+        schedule = ", ".join(parts) or "constant"
+        classes = row.get("classes", row.get("wing_colours"))
+        print(f"| {row['recipe']} | {net} | {'yes' if r.ema else 'no'} | {r.target} | {r.lr:g} | {r.batch} | "
+              f"{schedule} | {row['minutes']:.1f} | {row['epochs']} | {row['confident']:.0%} | {classes} | "
+              f"{row['frechet']:.1f} |")
     print("written to", path)
 
 

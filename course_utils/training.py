@@ -51,6 +51,21 @@ def ddpm_target(scheduler: DDPMScheduler, clean: torch.Tensor, noise: torch.Tens
     raise ValueError(f"prediction_type={kind!r}: use 'epsilon', 'sample' or 'v_prediction'")
 
 
+def min_snr_weights(scheduler: DDPMScheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights for timesteps ``t`` under the scheduler's target: min(SNR, gamma) / SNR for
+    epsilon, / (SNR + 1) for v, / 1 for x0 (each target's loss is then the same min(SNR, gamma)-weighted x0 error).
+    """
+    alpha_bar = scheduler.alphas_cumprod.to(t.device)[t].float()
+    snr = alpha_bar / (1 - alpha_bar)
+    clipped = snr.clamp(max=gamma)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return clipped / snr
+    if kind == "v_prediction":
+        return clipped / (snr + 1)
+    return clipped
+
+
 def _images(batch) -> torch.Tensor:
     """The image tensor of a batch: the batch itself, its first element, or its ``"images"`` entry."""
     if isinstance(batch, dict):
@@ -72,6 +87,8 @@ def train_ddpm(
     ema=None,
     class_drop_prob: float = 0.1,
     progress: bool = True,
+    lr_scheduler=None,
+    snr_gamma: float | None = None,
 ) -> list[float]:
     """Train a UNet2DModel on batches of images in [-1, 1]; return each epoch's mean loss.
 
@@ -87,6 +104,9 @@ def train_ddpm(
     ``(images, labels)`` batches; each label is replaced by the last class, "no class", with probability
     ``class_drop_prob``, so the one model also learns the unconditional prediction (classifier-free guidance).
     ``progress=False`` hides the epoch bar (for callers that train a step at a time in their own loop).
+    ``lr_scheduler`` (a ``torch.optim.lr_scheduler`` on ``optimizer``) is stepped after every optimizer step.
+    ``snr_gamma`` weights each image's loss by min-SNR (Hang et al. 2023): timesteps whose signal-to-noise
+    ratio is above ``snr_gamma`` count less, so the easy, nearly clean steps do not dominate the gradient.
     """
     device = torch.device(device)
     model.to(device).train()
@@ -115,10 +135,17 @@ def train_ddpm(
                 labels = torch.where(drop, model.config.num_class_embeds - 1, labels)
             with autocast:
                 prediction = forward(scheduler.add_noise(clean, noise, t), t, class_labels=labels).sample
-            loss = F.mse_loss(prediction.float(), ddpm_target(scheduler, clean, noise, t))
+            target = ddpm_target(scheduler, clean, noise, t)
+            if snr_gamma is None:
+                loss = F.mse_loss(prediction.float(), target)
+            else:
+                per_image = F.mse_loss(prediction.float(), target, reduction="none").mean(dim=(1, 2, 3))
+                loss = (per_image * min_snr_weights(scheduler, t, snr_gamma)).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if lr_scheduler is not None:
+                lr_scheduler.step()
             if ema is not None:
                 ema.step(model.parameters())
             total += loss.detach()

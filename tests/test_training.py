@@ -1,8 +1,10 @@
+import copy
+
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from course_utils.training import ddpm_target, sample_ddpm, train_ddpm
+from course_utils.training import ddpm_target, min_snr_weights, sample_ddpm, train_ddpm
 
 
 def tiny_unet():
@@ -82,6 +84,41 @@ def test_ema_is_stepped_after_every_update():
     assert ema.optimization_step == 6
     params = list(model.parameters())
     assert any(not torch.allclose(s, p) for s, p in zip(ema.shadow_params, params, strict=True))
+
+
+def test_min_snr_weights_give_every_target_the_same_clipped_x0_loss():
+    # per-image loss x weight = min(SNR, gamma) x |x0 error|^2 for epsilon, v and x0 alike (Hang et al. 2023)
+    t, gamma = torch.tensor([5, 100, 500, 990]), 5.0
+    x0, eps, guess = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8)
+    abar = DDPMScheduler(beta_schedule="squaredcos_cap_v2").alphas_cumprod[t]
+    snr = abar / (1 - abar)
+    assert snr[0] > gamma > snr[-1]  # the clip bites at small t only
+    expected = snr.clamp(max=gamma) * ((guess - x0) ** 2).mean(dim=(1, 2, 3))
+    for kind in ("epsilon", "v_prediction", "sample"):
+        s = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type=kind)
+        noisy = s.add_noise(x0, eps, t)
+        a, b = abar.view(-1, 1, 1, 1).sqrt(), (1 - abar).view(-1, 1, 1, 1).sqrt()
+        # the prediction that implies x0 = guess from this noisy image
+        prediction = {"epsilon": (noisy - a * guess) / b, "sample": guess,
+                      "v_prediction": (a * noisy - guess) / b}[kind]
+        per_image = ((prediction - ddpm_target(s, x0, eps, t)) ** 2).mean(dim=(1, 2, 3))
+        assert torch.allclose(per_image * min_snr_weights(s, t, gamma), expected, rtol=1e-3), kind
+
+
+def test_lr_scheduler_and_snr_gamma_reach_the_training_step():
+    torch.manual_seed(0)
+    model = tiny_unet()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+    data = [torch.rand(8, 1, 8, 8) * 2 - 1 for _ in range(3)]
+    s = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+    train_ddpm(model, s, data, 1, 1e-2, optimizer=optimizer, lr_scheduler=schedule, snr_gamma=5.0,
+               generator=torch.Generator().manual_seed(0))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 / 8)  # stepped once per batch
+    # one batch from the same weights and noise: min(SNR, 5) / (SNR + 1) < 1 makes the weighted loss smaller
+    first = [train_ddpm(m, s, data[:1], 1, 0.0, generator=torch.Generator().manual_seed(0), snr_gamma=gamma)[0]
+             for m, gamma in ((copy.deepcopy(model), 5.0), (copy.deepcopy(model), None))]
+    assert first[0] < first[1]
 
 
 def test_classifier_free_guidance_at_scale_1_and_0_is_the_conditional_and_unconditional_model():
