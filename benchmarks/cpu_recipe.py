@@ -59,6 +59,7 @@ RECIPES = {
     "narrow-ema-v": Recipe((16, 32, 64)),  # half the channels at full resolution: ~3x cheaper steps
     "wide-ema-v-decay": Recipe((32, 64, 64), warmup=50, decay=True),
     "wide-ema-v-minsnr": Recipe((32, 64, 64), snr_gamma=5.0),
+    "narrow-ema-v-decay-minsnr": Recipe((16, 32, 64), warmup=50, decay=True, snr_gamma=5.0),  # all three gains
     "bfly-eps": Recipe((16, 32, 64, 128), target="epsilon", lr=1e-3, attention=1, data="butterflies"),
     "bfly-v": Recipe((16, 32, 64, 128), lr=1e-3, attention=1, data="butterflies"),
     "bfly-v-decay": Recipe((16, 32, 64, 128), lr=2e-3, attention=1, warmup=100, decay=True, data="butterflies"),

@@ -77,7 +77,7 @@ def test_bad_flags_are_refused_with_a_reason(argv, message):
     assert any(message in p for p in problems) and not any("hf_secret" in p for p in problems)
 
 
-@pytest.mark.parametrize("resolution, levels", [(16, 2), (32, 4), (64, 5), (128, 6)])
+@pytest.mark.parametrize("resolution, levels", [(8, 2), (16, 3), (32, 4), (64, 5), (128, 6)])
 def test_default_unet_fits_the_resolution(resolution, levels):
     model, described = tu.default_unet(resolution)
     assert len(model.config.block_out_channels) == levels and str(levels) in described
