@@ -41,8 +41,8 @@ SETTINGS: dict[str, dict[str, dict]] = {
     "ch2": {
         "small": dict(max_train=256, batch_size=32, lr=1e-3, epochs=1, channels=(16, 32),
                       sample_steps=20, n_score=64, shipped_steps=20),
-        # cpu: the CPU recipe's winner (benchmarks/cpu_recipe.py, "narrow-ema-v"): 16 channels at full resolution,
-        # three levels, an EMA of the weights; about 2 minutes per target here
+        # cpu: the CPU recipe (benchmarks/cpu_recipe.py): 16 channels at full resolution, three levels; the notebook
+        # adds warm-up + cosine decay and an EMA (not min-SNR: it would weight the three targets alike); ~2 min each
         "cpu": dict(max_train=None, batch_size=64, lr=2e-3, epochs=20, channels=(16, 32, 64),
                     sample_steps=50, n_score=200, shipped_steps=50),
         "full": dict(max_train=None, batch_size=128, lr=1e-3, epochs=10, channels=(32, 64, 64),

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers.training_utils import compute_snr
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -55,8 +56,7 @@ def min_snr_weights(scheduler: DDPMScheduler, t: torch.Tensor, gamma: float) -> 
     """Min-SNR-gamma loss weights for timesteps ``t`` under the scheduler's target: min(SNR, gamma) / SNR for
     epsilon, / (SNR + 1) for v, / 1 for x0 (each target's loss is then the same min(SNR, gamma)-weighted x0 error).
     """
-    alpha_bar = scheduler.alphas_cumprod.to(t.device)[t].float()
-    snr = alpha_bar / (1 - alpha_bar)
+    snr = compute_snr(scheduler, t)  # alpha_bar / (1 - alpha_bar), as diffusers' training scripts compute it
     clipped = snr.clamp(max=gamma)
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
