@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from datetime import date
 
 import torch
+from tiny_sd_sizes import step_seconds  # noqa: E402  (benchmarks/ is the script's folder)
 
 from course_utils.train_unconditional import default_unet
 from course_utils.training import make_unet
@@ -27,21 +26,6 @@ CANDIDATES = [  # (name, channels, layers per block, attention levels)
     ("(32, 64, 64), 1 layer, attention at 4x4", (32, 64, 64), 1, 1),
     ("(16, 32, 64), 1 layer, attention at 4x4", (16, 32, 64), 1, 1),
 ]
-
-
-def step_seconds(model, resolution: int, batch: int) -> float:
-    """Median seconds of one training step on random images."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x, t = torch.randn(batch, 3, resolution, resolution), torch.randint(0, 1000, (batch,))
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        loss = (model(x, t).sample - x).pow(2).mean()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
 
 
 def main() -> None:
@@ -60,8 +44,10 @@ def main() -> None:
     print(f"{date.today()}, CPU {torch.get_num_threads()} threads, torch {torch.__version__}, {platform.machine()}; "
           f"{args.resolution} px, batch {args.batch}, {steps} steps = {args.epochs} epochs of {args.images} images")
     print("| U-Net | parameters | step | 40 epochs |\n|---|---|---|---|")
+    x = torch.randn(args.batch, 3, args.resolution, args.resolution)
+    t = torch.randint(0, 1000, (args.batch,))
     for name, m in rows:
-        s = step_seconds(m, args.resolution, args.batch)
+        s = step_seconds(m, lambda m: (m(x, t).sample - x).pow(2).mean(), repeats=4)
         print(f"| {name} | {sum(q.numel() for q in m.parameters()):,} | {s:.3f} s | {steps * s / 60:.1f} min |",
               flush=True)
 
