@@ -8,12 +8,15 @@
 process with accelerate 1.15 unless MPI is set up: its ``--cpu`` path spawns several only through mpirun.)
 
 The flags are those of diffusers' ``examples/unconditional_image_generation/train_unconditional.py``, with
-the same meaning, plus ``--seed``, ``--max_train_steps``, ``--skip_bad_images``, ``--data_on_device``
-(the fast path, on by default on CUDA) and ``--class_conditional`` / ``--class_drop_prob`` (a class-conditioned
-UNet for classifier-free guidance, labels from the image folder's sub-folder names), and
-``--pretrained_model_name_or_path`` from diffusers' other training scripts (fine-tune a pipeline's UNet with its
-noise schedule). The image mode follows the UNet: a config with ``in_channels: 1`` trains on grayscale images,
-3 on RGB. The script reads top to bottom: configuration, data, model, loop, checkpoint, save.
+the same names and defaults, two of them widened: ``--prediction_type`` also takes ``v_prediction``, and
+``--ddpm_beta_schedule`` takes the schedules ``DDPMScheduler`` implements (the example's ``cosine`` is not one;
+``squaredcos_cap_v2`` is the cosine schedule). The course adds ``--seed``, ``--max_train_steps``,
+``--skip_bad_images``, ``--data_on_device`` (the fast path, on by default on CUDA) and ``--class_conditional``
+/ ``--class_drop_prob`` (a class-conditioned UNet for classifier-free guidance, labels from the image folder's
+sub-folder names), and ``--pretrained_model_name_or_path`` from diffusers' other training scripts (fine-tune a
+pipeline's UNet with its noise schedule). The image mode follows the UNet: a config with ``in_channels: 1``
+trains on grayscale images, 3 on RGB. The script reads top to bottom: configuration, data, model, loop, checkpoint,
+save.
 
 Checks first: ``check_args`` looks at every flag before any data is read or model built — types, ranges,
 choices, combinations, the model's config against the resolution, the output folder, a checkpoint to resume,
@@ -106,7 +109,8 @@ INT, FLOAT = _lenient(int, "a whole number"), _lenient(float, "a number")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The diffusers example's flags (same names, defaults and meaning) plus the course's."""
+    """The diffusers example's flags (same names and defaults; wider ``--prediction_type`` and
+    ``--ddpm_beta_schedule`` choices) plus the course's."""
     p = _Parser(description="Train an unconditional DDPM (diffusers-compatible flags).")
     add = p.add_argument
 
@@ -179,10 +183,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _without_missing_values(p: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` without the flags typed with no value after them (argparse would stop at the first), and those
+    flags, so that ``check_args`` reports them with every other problem. A negative number after a flag is its
+    value (``--adam_beta1 -1e-3``; argparse would take it for a flag)."""
+    takes_value = [o for a in p._actions if a.nargs != 0 for o in a.option_strings]
+    kept, missing, rest = [], [], list(argv)
+    while rest:
+        arg = rest.pop(0)
+        names = [o for o in takes_value if o == arg] or [o for o in takes_value if o.startswith(arg) and
+                                                          arg.startswith("--")]
+        if len(names) != 1:
+            kept.append(arg)
+        elif rest and _is_number(rest[0]):
+            kept.append(f"{arg}={rest.pop(0)}")
+        elif not rest or rest[0].startswith("-"):
+            missing.append(names[0])
+        else:
+            kept += [arg, rest.pop(0)]
+    return kept, missing
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (``-1e-3`` is a value, not a flag)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags as typed (``check_args`` checks them), with ``unrecognized_args`` and ``given_flags`` added."""
+    """The flags as typed (``check_args`` checks them), with ``unrecognized_args``, ``given_flags`` and
+    ``missing_values`` (flags typed without a value) added."""
     p = build_parser()
+    argv, missing = _without_missing_values(p, list(sys.argv[1:] if argv is None else argv))
     args, args.unrecognized_args = p.parse_known_args(argv)
+    args.missing_values = missing
 
     for action in p._actions:  # parse again with no defaults: which flags were typed
         action.default = argparse.SUPPRESS
@@ -234,6 +271,10 @@ def _value_problems(args: argparse.Namespace) -> list[str]:
             problems.append(f"{typed!r}: not a flag of this script; {hint}")
         else:
             problems.append(f"{flag!r}: an extra value after the flags (is a flag missing before it, or a quote?)")
+    for flag in getattr(args, "missing_values", ()):
+        default = defaults.get_default(flag.lstrip("-"))
+        problems.append(f"{flag}: no value after it; give one ({flag} VALUE"
+                        + (f", default {default})" if default not in (None, False) else ")"))
     for name, value in vars(args).items():
         if isinstance(value, Unparsed):
             problems.append(f"--{name} {value!r}: not {value.kind}")
@@ -799,19 +840,14 @@ def main(argv: list[str] | None = None) -> Path:
                       f"({accelerator.distributed_type.value}), mixed precision: {args.mixed_precision}")
     if args.seed is not None:
         set_seed(args.seed)
-    if accelerator.is_main_process:
-        if args.overwrite_output_dir and output_dir.exists() and not args.resume_from_checkpoint:
-            shutil.rmtree(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
 
     # Data: the images, checked; preprocessing applied lazily.
     if args.dataset_name is not None and args.train_data_dir is not None:
         accelerator.print(f"--train_data_dir {args.train_data_dir} is ignored: --dataset_name is given")
     try:  # every process checks the folder itself, so a bad file stops them all, none left waiting
         dataset = load_images(args)
-    except (BadImagesError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}") from None
+    except (BadImagesError, FileNotFoundError) as err:  # an input problem like the flags': exit 2, nothing written
+        exit_on_problems([f"error: {err}"])
     except Exception as err:  # a Hub dataset that cannot be found, downloaded or read
         reason = (str(err).strip().splitlines() or [""])[0][:300]
         raise SystemExit(f"error: --dataset_name {args.dataset_name} could not be loaded ({type(err).__name__}: "
@@ -820,6 +856,13 @@ def main(argv: list[str] | None = None) -> Path:
         raise SystemExit(f"error: --dataset_name {args.dataset_name} has no 'image' column (its columns: "
                          f"{', '.join(dataset.column_names)}); use a dataset of images")
     names = class_names(dataset) if args.class_conditional else None
+
+    # The output folder, made only once the data has been read.
+    if accelerator.is_main_process:
+        if args.overwrite_output_dir and output_dir.exists() and not args.resume_from_checkpoint:
+            shutil.rmtree(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
 
     # Model: its config fixes the image channels (1: grayscale, 3: RGB) and, conditioned, the class count.
     classes = len(names) + 1 if names else None  # the last class embedding means "no class"

@@ -132,6 +132,28 @@ def test_every_problem_is_reported_at_once(images):
     assert len(found) == 6 and all(p.startswith("error: ") for p in found)
 
 
+def test_a_flag_without_its_value_is_reported_with_the_other_problems(images):
+    found = problems("--train_data_dir", str(images), "--resolution", "--learning_rate", "nan", "--output_dir")
+    assert found == ["error: --resolution: no value after it; give one (--resolution VALUE, default 64)",
+                     "error: --output_dir: no value after it; give one (--output_dir VALUE, default ddpm-model-64)",
+                     "error: --learning_rate nan: must be a finite number above 0 (default: 0.0001)"]
+
+
+def test_a_negative_number_after_a_flag_is_its_value(images):
+    assert problems("--train_data_dir", str(images), "--adam_weight_decay", "-1e-3") == [
+        "error: --adam_weight_decay -0.001: must be a finite number, 0 or more (default: 1e-06)"]
+
+
+def test_unreadable_images_stop_the_script_with_exit_2_before_the_output_folder_is_made(images, tmp_path, capsys):
+    (images / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        tu.main(["--train_data_dir", str(images), "--output_dir", str(out), "--resolution", "16"])
+    assert stop.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "broken.png" in err[0] and "--skip_bad_images" in err[0]
+
+
 def test_defaults_and_the_course_notebooks_command_lines_pass(images, tmp_path):
     out = tmp_path / "out"
     assert problems("--train_data_dir", str(images), "--output_dir", str(out)) == []
