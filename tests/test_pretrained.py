@@ -98,3 +98,39 @@ def test_the_command_line_reports_every_bad_input_on_one_line_each(tmp_path, cap
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("error: ") for line in lines)
     assert any("--steps 0" in line for line in lines) and sum(str(a_file) in line for line in lines) == 3
+
+
+def test_card_with_retrain_is_refused(tmp_path, capsys):
+    from course_utils.pretrained import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--card", "digits-28", "--retrain", "digits-28", "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("error: --card digits-28 with --retrain digits-28: give one") for line in lines)
+
+
+@pytest.mark.parametrize("argv", [["--retrain", "digits-28"], ["--card", "butterflies-32"],
+                                  ["--retrain", "digits-28", "--out", str(pretrained.path("digits-28"))]])
+def test_writing_into_the_shipped_folder_needs_in_place(argv, capsys):
+    from course_utils.pretrained import main
+
+    folder = pretrained.path(argv[1])
+    before = sorted((p.relative_to(folder), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {argv[0]} {argv[1]} would overwrite the shipped course_utils/pretrained/{argv[1]}; pass "
+                   "--out FOLDER to write elsewhere, or --in_place to replace the shipped one"]
+    assert sorted((p.relative_to(folder), p.stat().st_mtime_ns) for p in folder.rglob("*")) == before
+
+
+def test_in_place_goes_with_a_name_and_not_with_another_out(tmp_path, capsys):
+    from course_utils.pretrained import main
+
+    for argv, expected in ((["--in_place"], "--in_place only means something with --retrain NAME or --card NAME"),
+                           (["--retrain", "digits-28", "--in_place", "--out", str(tmp_path)], "drop one of them")):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2 and expected in capsys.readouterr().err

@@ -11,9 +11,10 @@ trained by its own script (``course_utils.train_unconditional``) with the recipe
   32x32 butterflies from captions such as "a red butterfly on a blue background" (chapters 8-9), trained by
   ``course_utils.train_text_to_image``.
 
-``load(name)`` returns the pipeline offline; ``python -m course_utils.pretrained --retrain NAME`` trains one
-again (see ``--help``). Each folder holds fp16 safetensors weights, a model card (``README.md``) written from
-the run that made it, ``training.json`` (the run's command, device, time, losses) and ``samples.png``.
+``load(name)`` returns the pipeline offline; ``python -m course_utils.pretrained --retrain NAME --out FOLDER``
+trains one again (``--in_place`` instead of ``--out`` replaces the shipped folder; see ``--help``). Each folder
+holds fp16 safetensors weights, a model card (``README.md``) written from the run that made it, ``training.json``
+(the run's command, device, time, losses) and ``samples.png``.
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
         if grids:  # the run's last sample grid (EMA weights, 100 DDPM steps)
             shutil.copy(grids[-1], tmp / "samples.png")
         record = dict(
-            name=name, command=f"python -m course_utils.pretrained --retrain {name}",
+            name=name, command=f"python -m course_utils.pretrained --retrain {name}" + _where(out, name),
             script_command="python -m course_utils.train_unconditional " + shlex.join(
                 a.replace(str(images), f"<{images.name}>").replace(str(run_dir), "<run>") for a in args),
             steps=steps, seconds=round(seconds, 1), device=device, torch=torch.__version__, date=str(date.today()),
@@ -248,6 +249,11 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     if card:
         write_card(name, out)
     return out
+
+
+def _where(out: Path, name: str) -> str:
+    """The flag that sent a retrained pipeline where it went, as the command line showed it."""
+    return " --in_place" if Path(out).resolve() == path(name) else " --out <folder>"
 
 
 # ---- Quality and model cards -------------------------------------------------------------------------------
@@ -346,8 +352,8 @@ pipeline = pretrained.load("{name}")  # offline, weights upcast to float32
 ## Quality on the course's metrics
 
 {scores["n"]} images per row, samples by {scores["sampler"]}; computed on {scores["device"]} in
-{scores["seconds"]} s, {scores["date"]} (`python -m course_utils.pretrained --card {name}` recomputes this).
-Frechet distances are in the feature space of the course's own {"digit classifier" if recipe.data == "digits"
+{scores["seconds"]} s, {scores["date"]} (`python -m course_utils.pretrained --card {name} --in_place` recomputes
+this). Frechet distances are in the feature space of the course's own {"digit classifier" if recipe.data == "digits"
 else "butterfly reader"} (lower is better; compare equal image counts).
 
 {chr(10).join(table)}
@@ -434,7 +440,7 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
         pipeline.save_pretrained(tmp, safe_serialization=True)
         shown = [a.replace(str(run_dir), "<run>") for a in args]
         record = dict(
-            name=name, command=f"python -m course_utils.pretrained --retrain {name}",
+            name=name, command=f"python -m course_utils.pretrained --retrain {name}" + _where(out, name),
             script_command="python -m course_utils.train_text_to_image " + shlex.join(shown),
             steps=int(log["args"]["max_train_steps"]), vae_steps=int(log["args"]["vae_steps"]),
             seconds=round(sum(log["seconds"].values()), 1), stage_seconds=log["seconds"], device=log["device"],
@@ -546,8 +552,8 @@ could not be downloaded.
 
 {scores["n"]} images per row, samples by {scores["sampler"]}, one prompt per held-out drawing (its own caption);
 computed on {scores["device"]} in {scores["seconds"]} s, {scores["date"]}
-(`python -m course_utils.pretrained --card {name}` recomputes this). Frechet distances are in the feature space
-of the course's butterfly reader (lower is better); "as captioned" is the share of images whose wing (or
+(`python -m course_utils.pretrained --card {name} --in_place` recomputes this). Frechet distances are in the
+feature space of the course's butterfly reader (lower is better); "as captioned" is the share of images whose wing (or
 background) colour the reader reads as the caption says.
 
 {chr(10).join(table)}
@@ -570,7 +576,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--retrain", choices=NAMES, help="train this pipeline again with its recipe")
     p.add_argument("--steps", type=int, default=None, help="optimizer updates (default: the shipped run's)")
     p.add_argument("--work_dir", type=Path, default=None, help="where data, checkpoints and logs go")
-    p.add_argument("--out", type=Path, default=None, help="where the pipeline goes (default: the package)")
+    p.add_argument("--out", type=Path, default=None, help="where the pipeline goes (or the folder --card rescores)")
+    p.add_argument("--in_place", action="store_true",
+                   help="write into the package's own folder course_utils/pretrained/NAME (replacing the shipped one)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted --retrain from its checkpoint")
     p.add_argument("--card", choices=NAMES, help="score a pipeline again and rewrite its model card")
     p.add_argument("--list", action="store_true", help="list the shipped pipelines")
@@ -578,6 +586,20 @@ def main(argv: list[str] | None = None) -> None:
     problems = [f"--steps {args.steps}: must be at least 1"] if args.steps is not None and args.steps < 1 else []
     problems += [f"{flag} {value}: is a file, not a folder; pass a folder (it is created if missing)"
                  for flag, value in (("--out", args.out), ("--work_dir", args.work_dir)) if value and value.is_file()]
+    if args.card and args.retrain:
+        problems.append(f"--card {args.card} with --retrain {args.retrain}: give one; --retrain already scores the "
+                        "new pipeline and writes its card")
+    name = args.retrain or args.card
+    shipped = name and (args.out is None or args.out.expanduser().resolve() == path(name))
+    if shipped and not args.in_place:
+        problems.append(f"{'--retrain' if args.retrain else '--card'} {name} would overwrite the shipped "
+                        f"course_utils/pretrained/{name}; pass --out FOLDER to write elsewhere, or --in_place to "
+                        "replace the shipped one")
+    if args.in_place and not name:
+        problems.append("--in_place only means something with --retrain NAME or --card NAME")
+    elif args.in_place and not shipped:
+        problems.append(f"--in_place with --out {args.out}: --in_place writes into course_utils/pretrained/{name}; "
+                        "drop one of them")
     if args.card and not ((args.out or path(args.card)) / "training.json").is_file():
         problems.append(f"--card {args.card}: {args.out or path(args.card)} has no training.json; pass --out with the "
                         "folder a --retrain wrote")
