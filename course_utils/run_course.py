@@ -1,6 +1,7 @@
 """Execute the course's notebooks in a profile; write executed copies, HTML pages and timings to a folder.
 
 python -m course_utils.run_course --profile cpu --out build
+python -m course_utils.run_course --profile cpu --record benchmarks/results   # also update the committed times
 """
 
 from __future__ import annotations
@@ -68,6 +69,32 @@ def run_notebook(path: Path, out: Path, timeout: int | None = None) -> tuple[flo
     return seconds, error
 
 
+def machine() -> str:
+    """This machine in a few words: architecture, cores, memory, Python and torch versions."""
+    import torch
+
+    try:
+        memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        memory = ""
+    return (f"{platform.machine()}, {os.cpu_count()} cores{memory}, Python {platform.python_version()}, "
+            f"torch {torch.__version__.split('+')[0]}")
+
+
+def update_record(file: Path, record: dict) -> dict:
+    """Put each notebook of ``record`` that ran without error into the committed ``file`` (its seconds, date,
+    device, machine and load), keeping the other notebooks' entries; return the updated record."""
+    kept = json.loads(file.read_text()) if file.is_file() else {"profile": record["profile"], "notebooks": {}}
+    for r in record["results"]:
+        if r["error"] is None:
+            kept["notebooks"][r["notebook"]] = {
+                "seconds": r["seconds"], "date": record["date"], "device": record["device"],
+                "machine": record["machine"], "load": r["load"], "source": "course_utils.run_course --record"}
+    kept["notebooks"] = dict(sorted(kept["notebooks"].items()))
+    _write_atomic(file, json.dumps(kept, indent=1, ensure_ascii=False) + "\n")
+    return kept
+
+
 def check_inputs(args: argparse.Namespace, unknown: list[str]) -> list[str]:
     """Every problem with the command line, one ``error:`` line each (none: the notebooks can run); writes nothing."""
     problems = [f"{u!r}: not an option of run_course (--help lists them)" for u in unknown]
@@ -89,6 +116,9 @@ def check_inputs(args: argparse.Namespace, unknown: list[str]) -> list[str]:
                 nbformat.read(path, as_version=4)
             except Exception as err:
                 problems.append(f"notebook {path}: not a readable notebook ({type(err).__name__}); check the file")
+    if args.record is not None and not args.record.is_dir():
+        problems.append(f"--record {args.record}: not a folder; pass the folder that holds timings-<profile>.json "
+                        "(benchmarks/results)")
     out = args.out.expanduser()
     if out.exists() and not out.is_dir():
         problems.append(f"--out {args.out}: a file, not a folder; choose a folder name")
@@ -121,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build)")
     parser.add_argument("--timeout", type=_int_or_text, default=None,
                         help="seconds allowed per cell (default: no limit)")
+    parser.add_argument("--record", type=Path, default=None, metavar="FOLDER",
+                        help="also write each notebook that ran cleanly into FOLDER/timings-<profile>.json, the "
+                             "committed record the README's times come from (benchmarks/results)")
     args, unknown = parser.parse_known_args(argv)
 
     args.notebooks = args.notebooks or sorted(Path("notebooks").glob("[0-9]*.ipynb"))
@@ -140,17 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for path in args.notebooks:
         print(f"running {path} (profile {profile}) ...", flush=True)
+        load = os.getloadavg()[0]
         seconds, error = run_notebook(path.resolve(), args.out, args.timeout)
-        results.append({"notebook": path.name, "seconds": round(seconds, 1), "error": error})
+        # the 1-minute load average before and after: other work on the machine inflates a time
+        results.append({"notebook": path.name, "seconds": round(seconds, 1), "error": error,
+                        "load": [round(load, 2), round(os.getloadavg()[0], 2)]})
         print(f"  {'FAILED: ' + error if error else 'ok'} in {seconds:.1f} s", flush=True)
     record = {
         "profile": profile,
         "device": str(get_device()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine(),
         "date": date.today().isoformat(),
         "results": results,
     }
     _write_atomic(args.out / f"timings-{profile}.json", json.dumps(record, indent=2))
+    if args.record is not None:
+        update_record(args.record / f"timings-{profile}.json", record)
     print(f"\n| notebook | {profile} profile, {record['device']} |\n|---|---|")
     for r in results:
         print(f"| {r['notebook']} | {r['seconds']:.0f} s{' (failed)' if r['error'] else ''} |")

@@ -1,0 +1,206 @@
+"""The README's tables, written from the records that hold their numbers (never typed by hand).
+
+    python -m course_utils.readme_tables           # rewrite the tables in README.md and README.zh-CN.md
+    python -m course_utils.readme_tables --check   # exit 1 and name the stale tables (tests/test_readme.py)
+
+Three tables, each between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->``:
+``models`` from each shipped pipeline's ``training.json`` and ``scores.json`` (``course_utils/pretrained/*/``),
+``timings`` from ``benchmarks/results/timings-<profile>.json`` (``run_course --record`` updates them) for every
+``notebooks/*.ipynb``, and ``benchmarks`` from each ``benchmarks/*.py`` and its records in ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+import sys
+from pathlib import Path
+
+from . import pretrained
+from .config import PROFILES
+from .run_course import _write_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+READMES = {"README.md": "en", "README.zh-CN.md": "zh"}
+# The Chinese README's words for the tables' fixed words; the cells themselves (from English records) stay English.
+ZH = {"model": "模型", "what": "内容", "parameters": "参数量", "training": "训练", "size": "大小",
+      "quality": "质量（样本数与采样器见模型卡片）", "notebook": "notebook", "not measured": "未测",
+      "script": "脚本", "measures": "测量什么", "records": "记录（日期）", "device": "设备",
+      "no record": "无记录（只打印表格）", "together": "合计", "load": "负载"}
+BLOCK = re.compile(r"(<!-- generated: (\w+)[^>]*-->\n)(.*?)(<!-- end generated: \2 -->)", re.S)
+
+
+def _word(text: str, lang: str) -> str:
+    """``text`` in the README's language."""
+    return ZH.get(text, text) if lang == "zh" else text
+
+
+def _row(cells: list[str]) -> str:
+    """One Markdown table row."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[str]], lang: str) -> list[str]:
+    """A Markdown table with its header in the README's language."""
+    return [_row([_word(h, lang) for h in header]), "|" + "---|" * len(header), *map(_row, rows)]
+
+
+def _millions(n: int) -> str:
+    """A parameter count in millions."""
+    return f"{n / 1e6:.2f} M"
+
+
+def _parameters(value: int | dict) -> str:
+    """A pipeline's parameter count, part by part when it has several models."""
+    if isinstance(value, dict):
+        return f"{_millions(sum(value.values()))} ({', '.join(f'{k} {_millions(v)}' for k, v in value.items())})"
+    return _millions(value)
+
+
+def _training(record: dict) -> str:
+    """Steps, time, device and date of the run that made a pipeline (its ``training.json``)."""
+    steps = f"{record['steps']:,} steps"
+    if record.get("vae_steps"):
+        steps = f"{record['vae_steps']:,} VAE steps, then {steps}"
+    speed = f" ({record['steps'] / record['seconds']:.1f} steps/s)" if not record.get("vae_steps") else ""
+    return f"{steps} in {record['seconds'] / 60:.1f} min{speed} on {record['device']}, {record['date']}"
+
+
+def _scores(row: dict) -> str:
+    """A row of a card's scores, as the card's own table writes each number."""
+    return ", ".join(f"{k} {pretrained._cell(v, k)}" for k, v in row.items() if not isinstance(v, dict))
+
+
+def _quality(scores: dict) -> str:
+    """Every sample row of a pipeline's ``scores.json``, then the reference rows (real images, noise) by Frechet."""
+    samples = {k: v for k, v in scores["rows"].items() if k.startswith("samples")}
+    others = {k: v for k, v in scores["rows"].items() if k not in samples}
+    lines = [f"{label}: {_scores(row)}" for label, row in samples.items()]
+    refs = [f"{label} {pretrained._cell(row['frechet'])}" for label, row in others.items() if "frechet" in row]
+    if refs:
+        lines.append("frechet of " + ", ".join(refs))
+    return f"{scores['n']} images, {scores['sampler']}: " + "<br>".join(lines)
+
+
+def _size(folder: Path) -> float:
+    """The folder's files in MB."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
+def models_table(lang: str = "en") -> list[str]:
+    """One row per shipped pipeline (``pretrained.NAMES``), from its ``training.json`` and ``scores.json``."""
+    rows = []
+    for name in pretrained.NAMES:
+        folder = pretrained.path(name)
+        record = json.loads((folder / "training.json").read_text())
+        scores = json.loads((folder / "scores.json").read_text())
+        rows.append([f"[`{name}`](course_utils/pretrained/{name}/README.md)", record.get("description", ""),
+                     _parameters(record["parameters"]), _training(record), f"{_size(folder):.1f} MB",
+                     _quality(scores)])
+    total = sum(_size(pretrained.path(name)) for name in pretrained.NAMES)
+    rows.append([f"**{_word('together', lang)}**", "", "", "", f"**{total:.1f} MB**", ""])
+    return _table(["model", "what", "parameters", "training", "size", "quality"], rows, lang)
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as the README writes a time: ``53 s``, ``3 min 41 s``."""
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+def timing_records() -> dict[str, dict]:
+    """The committed ``timings-<profile>.json`` of each profile (empty where none exists)."""
+    records = {}
+    for profile in PROFILES:
+        file = ROOT / "benchmarks" / "results" / f"timings-{profile}.json"
+        records[profile] = json.loads(file.read_text())["notebooks"] if file.is_file() else {}
+    return records
+
+
+def timings_table(lang: str = "en") -> list[str]:
+    """One row per chapter notebook (``notebooks/*.ipynb``), one column per profile, each time with its date
+    (and the load average, where it was recorded); then the machines the times were taken on."""
+    records = timing_records()
+    rows, machines = [], {}
+    for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        cells = [path.stem]
+        for profile in PROFILES:
+            entry = records[profile].get(path.name)
+            if entry is None:
+                cells.append(_word("not measured", lang))
+                continue
+            load = f", {_word('load', lang)} {max(entry['load']):.1f}" if entry.get("load") else ""
+            cells.append(f"{_duration(entry['seconds'])} ({entry['date']}{load})")
+            machines.setdefault(profile, set()).add(f"{entry['machine']} ({entry['device']})")
+        rows.append(cells)
+    lines = _table(["notebook", *(f"`{p}`" for p in PROFILES)], rows, lang)
+    return lines + [""] + [f"- `{p}`: {'; '.join(sorted(m))}" for p, m in machines.items()]
+
+
+def _purpose(script: Path) -> str:
+    """The first line of a script's docstring."""
+    doc = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8"))) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def benchmarks_table(lang: str = "en") -> list[str]:
+    """One row per benchmark script: what it measures, and the records in ``benchmarks/results/`` (how many, their
+    dates and devices)."""
+    rows = []
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        records = [json.loads(f.read_text()) for f in (ROOT / "benchmarks" / "results").glob(f"{script.stem}-*.json")]
+        dates = ", ".join(sorted({r.get("date", "?") for r in records}))
+        devices = "; ".join(sorted({r.get("device", "?") for r in records}))
+        found = f"{len(records)} ({dates})" if records else _word("no record", lang)
+        rows.append([f"[`{script.name}`](benchmarks/{script.name})", _purpose(script), found, devices])
+    return _table(["script", "measures", "records", "device"], rows, lang)
+
+
+TABLES = {"models": models_table, "timings": timings_table, "benchmarks": benchmarks_table}
+
+
+def render(text: str, lang: str) -> str:
+    """``text`` with every generated block rewritten from the records."""
+    def block(match: re.Match) -> str:
+        name = match.group(2)
+        if name not in TABLES:
+            raise KeyError(f"<!-- generated: {name} -->: no such table; use one of {', '.join(TABLES)}")
+        return match.group(1) + "\n".join(TABLES[name](lang)) + "\n" + match.group(4)
+
+    return BLOCK.sub(block, text)
+
+
+def stale(root: Path = ROOT) -> list[str]:
+    """The generated blocks of each README that differ from their records, as ``README.md: timings``."""
+    problems = []
+    for name, lang in READMES.items():
+        text = (root / name).read_text(encoding="utf-8")
+        fresh = dict((m.group(2), m.group(3)) for m in BLOCK.finditer(render(text, lang)))
+        problems += [f"{name}: {table}" for table, body in ((m.group(2), m.group(3)) for m in BLOCK.finditer(text))
+                     if fresh[table] != body]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite the READMEs' generated tables (or, with ``--check``, list the stale ones and exit 1)."""
+    parser = argparse.ArgumentParser(prog="python -m course_utils.readme_tables", description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a table is stale")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = stale()
+        for p in problems:
+            print(f"error: {p} differs from its records; run python -m course_utils.readme_tables", file=sys.stderr)
+        return 1 if problems else 0
+    for name, lang in READMES.items():
+        file = ROOT / name
+        text = file.read_text(encoding="utf-8")
+        if render(text, lang) != text:
+            _write_atomic(file, render(text, lang))
+            print(f"updated {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
