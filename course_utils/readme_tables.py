@@ -64,8 +64,10 @@ def _training(record: dict) -> str:
     steps = f"{record['steps']:,} steps"
     if record.get("vae_steps"):
         steps = f"{record['vae_steps']:,} VAE steps, then {steps}"
-    speed = f" ({record['steps'] / record['seconds']:.1f} steps/s)" if not record.get("vae_steps") else ""
-    return f"{steps} in {record['seconds'] / 60:.1f} min{speed} on {record['device']}, {record['date']}"
+    if record.get("seconds"):
+        speed = f" ({record['steps'] / record['seconds']:.1f} steps/s)" if not record.get("vae_steps") else ""
+        steps += f" in {record['seconds'] / 60:.1f} min{speed}"
+    return f"{steps} on {record['device']}, {record['date']}"
 
 
 def _scores(row: dict) -> str:
@@ -81,7 +83,8 @@ def _quality(scores: dict) -> str:
     refs = [f"{label} {pretrained._cell(row['frechet'])}" for label, row in others.items() if "frechet" in row]
     if refs:
         lines.append("frechet of " + ", ".join(refs))
-    return f"{scores['n']} images, {scores['sampler']}: " + "<br>".join(lines)
+    how = ", ".join(str(x) for x in (f"{scores['n']} images" if "n" in scores else None, scores.get("sampler")) if x)
+    return (f"{how}: " if how else "") + "<br>".join(lines)
 
 
 def _size(folder: Path) -> float:
@@ -96,9 +99,9 @@ def models_table(lang: str = "en") -> list[str]:
         folder = pretrained.path(name)
         record = json.loads((folder / "training.json").read_text())
         scores = json.loads((folder / "scores.json").read_text())
+        parameters = _parameters(record["parameters"]) if "parameters" in record else ""
         rows.append([f"[`{name}`](course_utils/pretrained/{name}/README.md)", record.get("description", ""),
-                     _parameters(record["parameters"]), _training(record), f"{_size(folder):.1f} MB",
-                     _quality(scores)])
+                     parameters, _training(record), f"{_size(folder):.1f} MB", _quality(scores)])
     total = sum(_size(pretrained.path(name)) for name in pretrained.NAMES)
     rows.append([f"**{_word('together', lang)}**", "", "", "", f"**{total:.1f} MB**", ""])
     return _table(["model", "what", "parameters", "training", "size", "quality"], rows, lang)
