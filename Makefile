@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?=
 
-.PHONY: install test test-browser browser-deps course lab lint clean
+.PHONY: install test test-online test-colab test-browser browser-deps course lab lint clean
 
 install: $(STAMP)
 
@@ -48,6 +48,24 @@ browser-deps:
 	  echo "apt-get install chromium fonts-wqy-microhei (log: build/apt-browser.log)"; mkdir -p build; \
 	  { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
 	    fonts-wqy-microhei; } > build/apt-browser.log 2>&1 || { tail -20 build/apt-browser.log; exit 1; }; }
+
+# The Colab install, tested: a fresh venv (build/colab-venv) gets what a notebook's install cell gets -- the
+# package with only its own loose requirements (pyproject.toml), the newest versions the registry has, no
+# requirements.txt -- then every notebook runs in the small profile (offline, like `make test`). Not in .ci/run:
+# its result depends on what the registry offers that day, and it downloads several GB (torch with CUDA).
+# The versions it got go to build/colab-versions.txt.
+COLAB_VENV := build/colab-venv
+COLAB_PY   := $(COLAB_VENV)/bin/python
+
+test-colab:
+	rm -rf $(COLAB_VENV)
+	$(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_PY) -m pip install --quiet --upgrade pip
+	$(COLAB_PY) -m pip install --quiet . pytest nbval ipykernel pytest-xdist
+	cd build && env -u PYTHONPATH ../$(COLAB_PY) ../tests/versions.py | tee colab-versions.txt
+	env -u PYTHONPATH COURSE_PROFILE=small HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
+	  $(COLAB_PY) -m pytest notebooks --ignore=notebooks/zh --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+	  -p no:cacheprovider -n auto --dist loadfile
 
 lint: install
 	$(PY) -m ruff check .
