@@ -16,9 +16,10 @@ Not olah (a self-hosted Hub mirror on PyPI): it caches what it fetches from an u
 serve what it fetched before, in its own cache layout, and it has no upload endpoints (create repo, commit) or
 whoami; it also brings a web stack (FastAPI, uvicorn, httpx) the course does not install.
 
-Run a command against it: ``python tests/hub_server.py -- pytest ...`` starts the server, sets ``HF_ENDPOINT``,
-``COURSE_MNIST_MIRROR``, ``HF_TOKEN``, a temporary ``HF_HOME`` and ``COURSE_DATA_DIR``, unsets the offline
-switches, points the proxies at a closed port (so a request to any other host fails at once) and runs the command.
+Run a command against it: ``python tests/hub_server.py [--expect EVENT]... -- pytest ...`` starts the server,
+sets ``HF_ENDPOINT``, ``COURSE_MNIST_MIRROR``, ``HF_TOKEN``, a temporary ``HF_HOME`` and ``COURSE_DATA_DIR``,
+unsets the offline switches, points the proxies at a closed port (so a request to any other host fails at once),
+runs the command, and fails when an expected event (a download, an upload) did not happen.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ configs:
 
 # {BUTTERFLIES} (test stand-in)
 
-{N_BUTTERFLIES} butterflies drawn by the course (`course_utils.data.synthetic_butterfly`), served by tests/hub_server.py.
+{N_BUTTERFLIES} butterflies drawn by the course (`course_utils.data.synthetic_butterfly`),
+served by tests/hub_server.py.
 """
 
 
@@ -176,6 +178,7 @@ class HubServer(ThreadingHTTPServer):
         self.repos = standard_repos()
         self.mnist = mnist_files()
         self.unknown: list[str] = []
+        self.events: set[str] = set()  # "download <type>/<id>", "upload <type>/<id>", "download mnist"
         self.lock = threading.Lock()
 
     @property
@@ -255,6 +258,8 @@ class Handler(BaseHTTPRequestHandler):
                                        "accessToken": {"displayName": "course-tests", "role": "write"}}}, head=head)
         if path.startswith("/mnist/"):
             data = self.server.mnist.get(path.removeprefix("/mnist/"))
+            if data and not head:
+                self.server.events.add("download mnist")
             return self.reply(200, data, {"Content-Type": "application/gzip"}, head) if data else self.unknown(head)
         if match := RESOLVE.match(path):
             kind, repo_id, revision, file = match.groups()
@@ -264,6 +269,8 @@ class Handler(BaseHTTPRequestHandler):
             data = repo.files.get(unquote(file))
             if data is None:
                 return self.error("EntryNotFound", f"{file} does not exist on {revision}", head)
+            if not head:
+                self.server.events.add(f"download {kind or 'models'}/{repo_id}")
             return self.send_file(repo, data, head)
         if match := API.match(path):
             kind, repo_id, action, revision, rest = match.groups()
@@ -355,6 +362,7 @@ class Handler(BaseHTTPRequestHandler):
                     return self.error("BadRequest", f"the test Hub does not take {item['key']!r} in a commit")
             with self.server.lock:
                 sha = repo.commit(added, tuple(deleted))
+                self.server.events.add(f"upload {kind}/{repo_id}")
             prefix = "" if kind == "models" else f"{kind}/"
             return self.json({"commitUrl": f"{self.server.url}/{prefix}{repo_id}/commit/{sha}", "commitOid": sha,
                               "success": True})
@@ -390,16 +398,23 @@ def online_env(server: HubServer, home: Path, base: dict[str, str] | None = None
 
 
 def main(argv: list[str]) -> int:
-    """``hub_server.py -- CMD ...``: run CMD online against a fresh test Hub; report endpoints it did not know."""
-    command = argv[argv.index("--") + 1:] if "--" in argv else argv
-    if not command:
-        print("usage: python tests/hub_server.py -- COMMAND [ARGS...]", file=sys.stderr)
+    """``hub_server.py [--expect EVENT]... -- CMD ...``: run CMD online against a fresh test Hub; fail when an
+    expected event (``download mnist``, ``download datasets/<id>``, ``upload models/<id>``) did not happen."""
+    if "--" not in argv or argv.index("--") == len(argv) - 1:
+        print("usage: python tests/hub_server.py [--expect EVENT]... -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
+    split = argv.index("--")
+    options, command = argv[:split], argv[split + 1:]
+    expected = [options[i + 1] for i, flag in enumerate(options) if flag == "--expect"]
     with serve() as server, tempfile.TemporaryDirectory(prefix="course-online-") as home:
         print(f"test Hub at {server.url} (HF_HOME and COURSE_DATA_DIR under {home})", flush=True)
         rc = subprocess.call(command, env=online_env(server, Path(home)))
+        print("the test Hub saw:", *sorted(server.events), sep="\n  ")
         if server.unknown:
-            print("the test Hub was asked for what it does not serve:", *sorted(set(server.unknown)), sep="\n  ")
+            print("it was asked for what it does not serve:", *sorted(set(server.unknown)), sep="\n  ")
+        if missing := [event for event in expected if event not in server.events]:
+            print("error: expected but not seen:", *missing, sep="\n  ", file=sys.stderr)
+            rc = rc or 1
     return rc
 
 
