@@ -33,11 +33,13 @@ test: install
 
 # The online path, with no internet: a Hub on 127.0.0.1 (tests/hub_server.py) stands in for huggingface.co
 # (HF_ENDPOINT) and for MNIST's mirror (COURSE_MNIST_MIRROR), with small stand-ins under the real repo ids.
-# Chapters 1, 3, 4 and 7 run online in the small profile: MNIST downloaded, the Hub dataset and the Hub model
-# loaded by id, chapter 4's upload made and loaded back; tests/test_online.py runs the script's --push_to_hub.
+# Every chapter with an online branch runs online in the small profile (0, 1, 3, 4, 5, 7): MNIST downloaded, the
+# Hub dataset and the Hub model loaded by id, chapter 5's script on --dataset_name, chapter 4's upload made and
+# loaded back; tests/test_online.py runs the script's --push_to_hub (its up-front checks, the upload, reloaded).
 # Caches live in a temporary HF_HOME; the proxies point at a closed port, so any other host fails at once.
-ONLINE_NOTEBOOKS := $(addprefix notebooks/,01_diffusion_from_scratch.ipynb 03_training_butterflies.ipynb \
-  04_pipelines_save_load_share.ipynb 07_guidance_and_conditioning.ipynb)
+ONLINE_NOTEBOOKS := $(addprefix notebooks/,00_setup_and_data.ipynb 01_diffusion_from_scratch.ipynb \
+  03_training_butterflies.ipynb 04_pipelines_save_load_share.ipynb 05_scaling_up_accelerate.ipynb \
+  07_guidance_and_conditioning.ipynb)
 
 test-online: install
 	COURSE_PROFILE=small MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) tests/hub_server.py --expect "download mnist" \

@@ -106,6 +106,7 @@ def butterfly_parquet(n: int = N_BUTTERFLIES) -> bytes:
     from course_utils.data import synthetic_butterfly
 
     images = [synthetic_butterfly(i, size=(64, 96, 128)[i % 3]) for i in range(n)]
+    datasets.disable_progress_bars()  # the server's start stays quiet
     frame = datasets.Dataset.from_dict({"image": images, "id": list(range(n))},
                                        features=datasets.Features({"image": datasets.Image(),
                                                                    "id": datasets.Value("int64")}))
