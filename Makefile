@@ -1,5 +1,7 @@
 # Two commands do all the set-up from a fresh clone:
 #   make test    -- install into .venv, then unit tests + every notebook under nbval (small profile, offline)
+#                   (`make test-online`: the online path against a Hub on 127.0.0.1; `make test-colab`: the
+#                   notebooks in a fresh venv with the newest versions the package's own requirements allow)
 #   make course  -- install into .venv, then execute every notebook in the default profile into build/
 # and `make lab` starts JupyterLab on notebooks/. `make test-browser` runs chapters 0-2 (and a Chinese one)
 # in JupyterLab in headless Chromium and checks what the page shows (screenshots in build/screenshots/).
@@ -10,7 +12,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?=
 
-.PHONY: install test test-browser browser-deps course lab lint clean
+.PHONY: install test test-online test-colab test-browser browser-deps course lab lint clean
 
 install: $(STAMP)
 
@@ -29,8 +31,26 @@ $(STAMP): requirements.txt pyproject.toml
 # workers never fight over cores (measured times: README.md, "Measured times").
 test: install
 	COURSE_PROFILE=small HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
-	  $(PY) -m pytest tests notebooks --ignore=notebooks/zh --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
-	  -p no:cacheprovider -n auto --dist loadfile
+	  $(PY) -m pytest tests notebooks --ignore=notebooks/zh --ignore=tests/test_online.py --nbval-lax \
+	  --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider -n auto --dist loadfile
+
+# The online path, with no internet: a Hub on 127.0.0.1 (tests/hub_server.py) stands in for huggingface.co
+# (HF_ENDPOINT) and for MNIST's mirror (COURSE_MNIST_MIRROR), with small stand-ins under the real repo ids.
+# Every chapter with an online branch runs online in the small profile (0, 1, 3, 4, 5, 7): MNIST downloaded, the
+# Hub dataset and the Hub model loaded by id, chapter 5's script on --dataset_name, chapter 4's upload made and
+# loaded back; tests/test_online.py runs the script's --push_to_hub (its up-front checks, the upload, reloaded).
+# Caches live in a temporary HF_HOME; the proxies point at a closed port, so any other host fails at once.
+ONLINE_NOTEBOOKS := $(addprefix notebooks/,00_setup_and_data.ipynb 01_diffusion_from_scratch.ipynb \
+  03_training_butterflies.ipynb 04_pipelines_save_load_share.ipynb 05_scaling_up_accelerate.ipynb \
+  07_guidance_and_conditioning.ipynb)
+
+test-online: install
+	COURSE_PROFILE=small MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) tests/hub_server.py --expect "download mnist" \
+	  --expect "download datasets/huggan/smithsonian_butterflies_subset" \
+	  --expect "download models/johnowhitaker/ddpm-butterflies-32px" \
+	  --expect "upload models/learner/ddpm-butterflies-32px" -- \
+	  $(PY) -m pytest tests/test_online.py $(ONLINE_NOTEBOOKS) --nbval-lax --nbval-current-env \
+	  --nbval-cell-timeout=600 -p no:cacheprovider -n auto --dist loadfile
 
 # The browser test: JupyterLab in the small profile, driven by Playwright in Debian's Chromium (Playwright's
 # own browser download is never used). Its one package lives in tests/browser/requirements.txt, so learners
@@ -51,6 +71,24 @@ browser-deps:
 	  echo "apt-get install chromium fonts-wqy-microhei (log: build/apt-browser.log)"; mkdir -p build; \
 	  { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
 	    fonts-wqy-microhei; } > build/apt-browser.log 2>&1 || { tail -20 build/apt-browser.log; exit 1; }; }
+
+# The Colab install, tested: a fresh venv (build/colab-venv) gets what a notebook's install cell gets -- the
+# package with only its own loose requirements (pyproject.toml), the newest versions the registry has, no
+# requirements.txt -- then every notebook runs in the small profile (offline, like `make test`). Not in .ci/run:
+# its result depends on what the registry offers that day, and it downloads several GB (torch with CUDA).
+# The versions it got go to build/colab-versions.txt.
+COLAB_VENV := build/colab-venv
+COLAB_PY   := $(COLAB_VENV)/bin/python
+
+test-colab:
+	rm -rf $(COLAB_VENV)
+	$(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_PY) -m pip install --quiet --upgrade pip
+	$(COLAB_PY) -m pip install --quiet . pytest nbval ipykernel pytest-xdist
+	cd build && env -u PYTHONPATH ../$(COLAB_PY) ../tests/versions.py | tee colab-versions.txt
+	env -u PYTHONPATH COURSE_PROFILE=small HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
+	  $(COLAB_PY) -m pytest notebooks --ignore=notebooks/zh --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+	  -p no:cacheprovider -n auto --dist loadfile
 
 lint: install
 	$(PY) -m ruff check .

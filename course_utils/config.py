@@ -4,7 +4,8 @@ One environment variable, ``COURSE_PROFILE``, picks how much work every notebook
 
 - ``full``  -- the published settings, meant for a GPU;
 - ``cpu``   -- what a learner without a GPU runs in minutes and still sees real results;
-- ``small`` -- the test profile: seconds per notebook, always offline (used by nbval).
+- ``small`` -- the test profile: seconds per notebook (used by nbval); offline, except against a mirror that
+  ``HF_ENDPOINT`` or ``COURSE_MNIST_MIRROR`` names (``make test-online`` runs a Hub on 127.0.0.1).
 
 The default is ``full`` when CUDA is available and ``cpu`` otherwise.
 """

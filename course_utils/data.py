@@ -20,11 +20,13 @@ from torchvision import transforms
 
 from .config import get_profile
 from .files import atomic_folder
-from .hub import env_offline, is_offline
+from .hub import DEFAULT_ENDPOINT, endpoint_address, env_offline, hub_endpoint, is_offline
 from .imagefolder import check_image_folder, to_rgb
 
 BUTTERFLIES_REPO = "huggan/smithsonian_butterflies_subset"
-MNIST_HOST = "ossci-datasets.s3.amazonaws.com"
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's first mirror
+# The public hosts: the small (test) profile never asks them, only a mirror set in HF_ENDPOINT / COURSE_MNIST_MIRROR
+PUBLIC_HOSTS = {endpoint_address(DEFAULT_ENDPOINT), endpoint_address(MNIST_URL)}
 
 
 class Source(NamedTuple):
@@ -44,9 +46,39 @@ def pipeline_dir(name: str) -> Path:
     return data_dir() / "pipelines" / name
 
 
-def use_offline_data(host: str = "huggingface.co") -> bool:
-    """True in the ``small`` profile, when offline mode is asked for, or when ``host`` is unreachable."""
-    return get_profile() == "small" or env_offline() or is_offline(host)
+def use_offline_data(url: str | None = None) -> bool:
+    """True when offline mode is asked for or ``url`` (default: the Hub, ``HF_ENDPOINT`` when set) cannot be
+    reached; in the ``small`` profile also whenever ``url`` is a public host (huggingface.co, MNIST's): tests go
+    online only to a mirror they set up (``make test-online``'s Hub on 127.0.0.1)."""
+    url = url or hub_endpoint()
+    if env_offline() or (get_profile() == "small" and endpoint_address(url) in PUBLIC_HOSTS):
+        return True
+    return is_offline(url)
+
+
+def mnist_mirror() -> str:
+    """Where MNIST is downloaded from: ``COURSE_MNIST_MIRROR`` (a folder URL holding MNIST's four .gz files) when
+    set, else torchvision's own mirrors (the first of them)."""
+    mirror = os.environ.get("COURSE_MNIST_MIRROR", "").strip()
+    return (mirror.rstrip("/") + "/") if mirror else MNIST_URL
+
+
+def _download_mnist(root: Path, train: bool, transform) -> Dataset:
+    """torchvision's MNIST download, from ``COURSE_MNIST_MIRROR`` alone when it is set.
+
+    A mirror you choose is trusted: torchvision checks its files' format (idx magic numbers, 28x28) but not
+    MNIST's checksums, so a mirror may serve fewer images (the test mirror serves the course's digits).
+    """
+    from torchvision.datasets import MNIST
+
+    if not os.environ.get("COURSE_MNIST_MIRROR", "").strip():
+        return MNIST(root, train=train, download=True, transform=transform)
+    saved = MNIST.mirrors, MNIST.resources
+    MNIST.mirrors, MNIST.resources = [mnist_mirror()], [(name, None) for name, _ in MNIST.resources]
+    try:
+        return MNIST(root, train=train, download=True, transform=transform)
+    finally:
+        MNIST.mirrors, MNIST.resources = saved
 
 
 # --- MNIST, or scikit-learn's bundled digits offline -------------------------------------------------
@@ -85,11 +117,11 @@ def load_mnist(train: bool = True, offline: bool | None = None, signed: bool = F
     except RuntimeError:
         pass
     if offline is None:
-        offline = use_offline_data(MNIST_HOST)
+        offline = use_offline_data(mnist_mirror())
     if not offline:
         try:
-            dataset = MNIST(root, train=train, download=True, transform=to_tensor)
-            return Source(dataset, f"MNIST ({split}, downloaded by torchvision to {root})")
+            dataset = _download_mnist(root, train, to_tensor)
+            return Source(dataset, f"MNIST ({split}, downloaded by torchvision from {mnist_mirror()} to {root})")
         except (OSError, RuntimeError) as err:
             warnings.warn(f"MNIST download failed ({err}); falling back to scikit-learn's digits.", stacklevel=2)
     dataset = digits_28(split)
@@ -307,6 +339,7 @@ __all__ = [
     "load_butterflies",
     "load_image_folder",
     "load_mnist",
+    "mnist_mirror",
     "synthetic_butterflies_folder",
     "synthetic_butterfly",
     "use_offline_data",

@@ -8,13 +8,31 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
 
 _TRUE = {"1", "true", "yes", "on"}
 
-HUB_HOST = "huggingface.co"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def hub_endpoint() -> str:
+    """The Hub the course talks to: ``HF_ENDPOINT`` when set (a mirror, or a test Hub), else huggingface.co.
+
+    ``huggingface_hub``, ``datasets``, ``diffusers`` and ``transformers`` read the same variable, so every
+    download and upload goes where the course's own probe looks.
+    """
+    return (os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def endpoint_address(url: str) -> tuple[str, int]:
+    """The (host, port) a URL connects to: its own port, else 443 for https and 80 for http."""
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL: set HF_ENDPOINT to one like https://hf-mirror.com")
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def env_offline() -> bool:
@@ -31,9 +49,10 @@ def can_reach(host: str, port: int = 443, timeout: float = 2.0) -> bool:
         return False
 
 
-def is_offline(host: str = HUB_HOST, port: int = 443, timeout: float = 2.0) -> bool:
-    """True when offline mode is asked for, or the Hub cannot be reached in one quick try."""
-    return env_offline() or not can_reach(host, port, timeout)
+def is_offline(url: str | None = None, timeout: float = 2.0) -> bool:
+    """True when offline mode is asked for, or ``url`` (default: the Hub, ``hub_endpoint()``) cannot be reached
+    in one quick try."""
+    return env_offline() or not can_reach(*endpoint_address(url or hub_endpoint()), timeout=timeout)
 
 
 # ---- Sharing a pipeline: token, model card, what goes up, the upload itself -------------------------
@@ -159,9 +178,9 @@ def check_push_access(repo_id: str | None, default_name: str = "", network: bool
         raise PushCheckError("HF_HUB_OFFLINE is set, so nothing can be uploaded: unset it to upload")
     if not network:
         return repo_id or default_name
-    if not can_reach(HUB_HOST):
-        raise PushCheckError(f"cannot reach {HUB_HOST} (no network, or a firewall/proxy in the way): "
-                             "check the connection")
+    if not can_reach(*endpoint_address(hub_endpoint())):
+        raise PushCheckError(f"cannot reach the Hub at {hub_endpoint()} (no network, a firewall/proxy in the way, "
+                             "or HF_ENDPOINT names a mirror that is down): check the connection")
     try:
         me = huggingface_hub.whoami(token=token)
     except Exception as err:  # the token's text is never part of these messages

@@ -9,6 +9,9 @@ collect_ignore = ["browser"]
 @pytest.fixture(autouse=True)
 def _own_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "course-data"))
+    # a mirror set in the shell is not the tests' business: the tests that need one set it (tests/hub_server.py)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.delenv("COURSE_MNIST_MIRROR", raising=False)
 
 
 @pytest.fixture

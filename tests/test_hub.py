@@ -2,7 +2,9 @@ import socket
 import threading
 import time
 
-from course_utils import hub
+import pytest
+
+from course_utils import data, hub
 
 
 def test_env_offline_is_honoured_without_touching_the_network(monkeypatch):
@@ -14,30 +16,112 @@ def test_env_offline_is_honoured_without_touching_the_network(monkeypatch):
     assert hub.is_offline()
 
 
-def test_closed_port_is_offline_at_once(monkeypatch):
+def free_port() -> int:
+    """A port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def online_switches(monkeypatch):
+    """No offline switch set, so the probe decides."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    with socket.socket() as s:  # find a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+
+
+@pytest.fixture
+def listening():
+    """A TCP server on 127.0.0.1 that accepts connections: yields its port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                server.accept()[0].close()
+            except OSError:
+                pass
+
+    accepter = threading.Thread(target=accept, daemon=True)
+    accepter.start()
+    yield server.getsockname()[1]
+    stop.set()
+    accepter.join(timeout=2)
+    server.close()
+
+
+def test_closed_port_is_offline_at_once(online_switches):
     start = time.perf_counter()
-    assert hub.is_offline("127.0.0.1", port)
+    assert hub.is_offline(f"http://127.0.0.1:{free_port()}")
     assert time.perf_counter() - start < 1.0
 
 
-def test_listening_host_is_online(monkeypatch):
+def test_listening_host_is_online(online_switches, listening):
+    assert not hub.is_offline(f"http://127.0.0.1:{listening}")
+
+
+@pytest.mark.parametrize(("url", "address"), [
+    ("https://huggingface.co", ("huggingface.co", 443)), ("https://hf-mirror.com/", ("hf-mirror.com", 443)),
+    ("http://127.0.0.1:8090", ("127.0.0.1", 8090)), ("http://mirror.example", ("mirror.example", 80)),
+    ("hf-mirror.com", ("hf-mirror.com", 443)),
+])
+def test_endpoint_address_takes_the_port_from_the_url_or_its_scheme(url, address):
+    assert hub.endpoint_address(url) == address
+
+
+def test_a_bad_endpoint_is_named(online_switches, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "ftp://mirror.example")
+    with pytest.raises(ValueError, match="ftp://mirror.example.*HF_ENDPOINT"):
+        hub.is_offline()
+
+
+def test_the_probe_asks_hf_endpoint_when_it_is_set(online_switches, listening, monkeypatch):
+    asked = []
+    real = socket.create_connection
+    monkeypatch.setattr(socket, "create_connection", lambda address, **kw: asked.append(address) or real(address, **kw))
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listening}/")
+    assert hub.hub_endpoint() == f"http://127.0.0.1:{listening}"
+    start = time.perf_counter()
+    assert not hub.is_offline() and not data.use_offline_data()
+    assert time.perf_counter() - start < 2.0
+    assert asked and all(a == ("127.0.0.1", listening) for a in asked), "only the mirror was asked"
+
+
+def test_a_mirror_that_is_down_means_offline_quickly(online_switches, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    start = time.perf_counter()
+    assert hub.is_offline() and data.use_offline_data()
+    assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("switch", ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"])
+def test_offline_mode_wins_over_a_reachable_mirror(online_switches, listening, monkeypatch, switch):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listening}")
+    monkeypatch.setenv(switch, "1")
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("no connection in offline mode"))
+    assert hub.is_offline() and data.use_offline_data()
+    monkeypatch.setenv("COURSE_MNIST_MIRROR", f"http://127.0.0.1:{listening}/mnist/")
+    assert data.use_offline_data(data.mnist_mirror())
+
+
+def test_small_profile_asks_a_mirror_but_never_the_public_hosts(online_switches, listening, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "small")
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("small asked a public host"))
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.delenv("COURSE_MNIST_MIRROR", raising=False)
+    assert data.use_offline_data() and data.use_offline_data(data.mnist_mirror())
+    monkeypatch.undo()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    accepter = threading.Thread(target=lambda: server.accept()[0].close(), daemon=True)
-    accepter.start()
-    try:
-        assert not hub.is_offline("127.0.0.1", server.getsockname()[1])
-    finally:
-        accepter.join(timeout=2)
-        server.close()
+    monkeypatch.setenv("COURSE_PROFILE", "small")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listening}")
+    monkeypatch.setenv("COURSE_MNIST_MIRROR", f"http://127.0.0.1:{listening}/mnist")
+    assert data.mnist_mirror() == f"http://127.0.0.1:{listening}/mnist/"
+    assert not data.use_offline_data() and not data.use_offline_data(data.mnist_mirror())
 
 
 def test_unknown_host_fails_fast_with_one_try(monkeypatch):

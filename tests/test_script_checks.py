@@ -402,7 +402,7 @@ def whoami_says(role: str, orgs=(), scoped=()):
     ("offline", "HF_HUB_OFFLINE is set, so nothing can be uploaded"),
     ("no token", "no Hub token found: set HF_TOKEN"),
     ("invalid repo id", "'me//model' is not a valid Hub repo id"),
-    ("unreachable", "cannot reach huggingface.co"),
+    ("unreachable", "cannot reach the Hub at https://huggingface.co"),
     ("invalid token", "the Hub refused the token as invalid or expired"),
     ("Hub error", "the Hub did not say whom the token belongs to (Refused, HTTP 500)"),
     ("read-only token", "the token is read-only, so it cannot write me/model"),

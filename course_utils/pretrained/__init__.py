@@ -138,19 +138,20 @@ def load(name: str, device: torch.device | str = "cpu"):
     return pipeline.to(device)
 
 
-# What the source course loads from the Hub in place of a shipped pipeline, when online with a GPU.
+# What the source course loads from the Hub in place of a shipped pipeline, when online.
 HUB_COUNTERPARTS = {"butterflies-32": "johnowhitaker/ddpm-butterflies-32px"}
 
 
 def load_longer_trained(name: str, device: torch.device | str = "cpu") -> tuple[DDPMPipeline, str]:
-    """The Hub model the source course uses for ``name`` when online with a GPU, else the shipped pipeline;
-    returned with a sentence saying which one it is."""
+    """The Hub model the source course uses for ``name`` when online (the learner's data then come from the Hub
+    too: photographs, which the shipped model never saw), else the shipped pipeline; returned with a sentence
+    saying which one it is."""
     from ..data import use_offline_data
 
     repo = HUB_COUNTERPARTS.get(name)
-    if repo and torch.device(device).type == "cuda" and not use_offline_data():
+    if repo and not use_offline_data():
         try:
-            pipeline = DDPMPipeline.from_pretrained(repo).to(device)
+            pipeline = DDPMPipeline.from_pretrained(repo, dtype=torch.float32).to(device)
             pipeline.set_progress_bar_config(disable=True)
             return pipeline, f"{repo} (the source course's model, from the Hub)"
         except OSError as err:
