@@ -6,6 +6,7 @@ trained by its own script (``course_utils.train_unconditional``) with the recipe
 - ``digits-28``: unconditional 28x28 grayscale digits (chapter 1's ``UNet2DModel`` layout);
 - ``digits-28-conditional``: the same layout with diffusers' class embedding (10 digits + "no class"),
   for classifier-free guidance;
+- ``digits-28-flow``: the same digits by flow matching (chapter 12), a ``FlowMatchEulerDiscreteScheduler``;
 - ``butterflies-32``: unconditional 32x32 synthetic butterflies;
 - ``tiny-sd-butterflies``: a tiny Stable Diffusion (VAE, CLIP tokenizer and text encoder, conditional U-Net),
   32x32 butterflies from captions such as "a red butterfly on a blue background" (chapters 8-9), trained by
@@ -74,6 +75,19 @@ RECIPES: dict[str, Recipe] = {
         flags=("--class_conditional", "--class_drop_prob", "0.1"),
         description="class-conditioned 28x28 digits (label 10 = no class) for classifier-free guidance",
         tags=("class-conditional-image-generation",),
+    ),
+    "digits-28-flow": Recipe(
+        data="digits", resolution=28, steps=4000, prediction_type="flow",
+        # Trained on a 2-core CPU: the CPU recipe's U-Net (benchmarks/cpu_recipe.py: 16 channels at full resolution,
+        # one ResNet layer per level, no attention), batch 32: digits-28's layout at batch 256 takes ~7 s a step here,
+        # this one ~0.7 s with the machine shared (one thread, OMP_NUM_THREADS=1: two threads contended were slower).
+        unet=dict(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, norm_num_groups=8,
+                  block_out_channels=(16, 32, 64), down_block_types=("DownBlock2D",) * 3,
+                  up_block_types=("UpBlock2D",) * 3),
+        flags=("--train_batch_size", "32", "--learning_rate", "2e-3", "--lr_warmup_steps", "100",
+               "--data_on_device", "yes"),
+        description="unconditional 28x28 grayscale digits by flow matching (rectified flow, as SD3 and Flux): "
+        "the U-Net predicts the velocity noise - x0, sampled by Euler steps of a FlowMatchEulerDiscreteScheduler",
     ),
     "butterflies-32": Recipe(
         data="butterflies", resolution=32, steps=4000,
@@ -191,8 +205,11 @@ def write_training_data(recipe: Recipe, folder: Path) -> Path:
 def script_args(name: str, data_dir: Path, run_dir: Path, steps: int, mixed_precision: str) -> list[str]:
     """The training script's command line for ``name``'s recipe."""
     recipe = RECIPES[name]
+    common = list(COMMON)
+    if recipe.prediction_type == "flow":  # flow matching has no beta schedule (the script refuses the flag)
+        del common[common.index("--ddpm_beta_schedule"):common.index("--ddpm_beta_schedule") + 2]
     return ["--train_data_dir", str(data_dir), "--model_config_name_or_path", str(run_dir / "unet_config.json"),
-            "--resolution", str(recipe.resolution), "--center_crop", *COMMON,
+            "--resolution", str(recipe.resolution), "--center_crop", *common,
             "--prediction_type", recipe.prediction_type, *recipe.flags,
             "--max_train_steps", str(steps), "--mixed_precision", mixed_precision,
             "--checkpointing_steps", str(max(steps // 4, 1)), "--checkpoints_total_limit", "1",
@@ -256,14 +273,16 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
 def ddim_samples(pipeline: DDPMPipeline, n: int, steps: int = 50, seed: int = 0,
                  labels: torch.Tensor | None = None, guidance_scale: float = 1.0,
                  device: torch.device | str | None = None) -> torch.Tensor:
-    """``n`` samples in [0, 1] (on the CPU) with ``steps`` DDIM steps, on the pipeline's device by default
-    (one per label, with classifier-free guidance, if ``labels`` are given)."""
+    """``n`` samples in [0, 1] (on the CPU) with ``steps`` DDIM steps (Euler steps of its own scheduler for a
+    flow-matching pipeline), on the pipeline's device by default (one per label, with classifier-free guidance,
+    if ``labels`` are given)."""
     from diffusers import DDIMScheduler
 
-    from ..training import sample_ddpm, sample_with_guidance
+    from ..training import is_flow, sample_ddpm, sample_with_guidance
 
     device = device or pipeline.device
-    scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+    scheduler = (pipeline.scheduler if is_flow(pipeline.scheduler) else
+                 DDIMScheduler.from_config(pipeline.scheduler.config))
     if labels is not None:
         x = sample_with_guidance(pipeline.unet, scheduler, steps, labels, guidance_scale, seed=seed, device=device)
     else:
@@ -297,6 +316,9 @@ def evaluate(name: str, folder: Path | None = None, n: int = 200, steps: int = 5
                 with torch.no_grad():
                     asked = float((scorer.model(x).argmax(1) == labels).float().mean())
                 rows[f"samples, guidance scale {scale:g}"] = {**scorer.score(x), "digit asked for": asked}
+        elif recipe.prediction_type == "flow":  # its goal is few steps: 4 as well as the card's usual count
+            for k in (steps, 4):
+                rows[f"samples (Euler, {k} steps)"] = scorer.score(ddim_samples(pipeline, n, k, seed))
         else:
             rows[f"samples (DDIM, {steps} steps)"] = scorer.score(ddim_samples(pipeline, n, steps, seed))
         rows["uniform noise"] = scorer.score(noise)
@@ -309,7 +331,8 @@ def evaluate(name: str, folder: Path | None = None, n: int = 200, steps: int = 5
         rows["uniform noise"] = scorer.score(noise)
         read = scorer.wing_colours(x)
         rows[f"samples (DDIM, {steps} steps)"]["wing colours read"] = {c: read.count(c) for c in sorted(set(read))}
-    return dict(n=n, sampler=f"DDIM, {steps} steps, seed {seed}", rows=rows, seconds=round(time.perf_counter() - start),
+    sampler = "Euler (FlowMatchEulerDiscreteScheduler)" if recipe.prediction_type == "flow" else f"DDIM, {steps} steps"
+    return dict(n=n, sampler=f"{sampler}, seed {seed}", rows=rows, seconds=round(time.perf_counter() - start),
                 device=f"CPU ({torch.get_num_threads()} threads)", date=str(date.today()))
 
 
@@ -332,14 +355,14 @@ package so that every chapter works offline and on a CPU.
 from course_utils import pretrained
 pipeline = pretrained.load("{name}")  # offline, weights upcast to float32
 ```
-{CONDITIONAL_NOTE if recipe.conditional else ""}
+{CONDITIONAL_NOTE if recipe.conditional else ""}{FLOW_NOTE if recipe.prediction_type == "flow" else ""}
 ## Training
 
 - Command: `{record["command"]}`, which runs the course's training script:
   `{record["script_command"]}`
 - {record["steps"]:,} optimizer steps on {record["training_images"]:,} training images, {minutes:.1f} minutes on
   {record["device"]} (torch {record["torch"]}), {record["date"]}; final epoch loss {record["final_loss"]}.
-- UNet2DModel, {record["parameters"]:,} parameters, `{recipe.prediction_type}` target, cosine noise schedule;
+- UNet2DModel, {record["parameters"]:,} parameters, {_objective(recipe)};
   the exponential moving average of the weights is what is saved, in float16 (upcast to float32 on loading:
   scores from the float32 and float16 weights of `digits-28` agreed to within 0.1 Frechet).
 
@@ -359,6 +382,28 @@ else "butterfly reader"} (lower is better; compare equal image counts).
     (folder / "scores.json").write_text(json.dumps(scores, indent=1))
     card.save(folder / "README.md")
     return folder / "README.md"
+
+
+FLOW_NOTE = """Flow matching: the U-Net takes x_t = (1 - t)·x0 + t·noise and the scheduler's timestep t·1000 and
+predicts the velocity noise - x0; the scheduler's Euler steps run t from 1 to 0. The plain loop samples it:
+
+```python
+import torch
+unet, scheduler = pipeline.unet, pipeline.scheduler
+scheduler.set_timesteps(4)
+x = torch.randn(16, 1, 28, 28)
+with torch.no_grad():
+    for t in scheduler.timesteps:
+        x = scheduler.step(unet(x, t).sample, t, x).prev_sample
+```"""
+
+
+def _objective(recipe: Recipe) -> str:
+    """The card's words for what the U-Net was trained to predict, and on which noise process."""
+    if recipe.prediction_type == "flow":
+        return ("flow matching (`--prediction_type flow`: the velocity noise - x0 on the straight line, t uniform "
+                "in [0, 1]), `FlowMatchEulerDiscreteScheduler` (shift 1)")
+    return f"`{recipe.prediction_type}` target, cosine noise schedule"
 
 
 def _table(scores: dict) -> list[str]:
