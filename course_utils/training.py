@@ -61,6 +61,13 @@ def flow_matching_inputs(clean: torch.Tensor, noise: torch.Tensor, sigmas: torch
     return (1 - s) * clean + s * noise, noise - clean, sigmas * num_train_timesteps
 
 
+def flow_sigmas(steps: int) -> list[float]:
+    """``steps`` evenly spaced noise levels 1, 1 - 1/steps, ..., 1/steps (the scheduler appends 0), as diffusers'
+    SD3 and Flux pipelines pass them to ``FlowMatchEulerDiscreteScheduler.set_timesteps(sigmas=...)``. The
+    scheduler's own ``set_timesteps(steps)`` ends its grid at 1/1000, so its last step (0.001 to 0) is wasted."""
+    return [1 - i / steps for i in range(steps)]
+
+
 def is_flow(scheduler) -> bool:
     """Whether ``scheduler`` is a flow-matching one (``FlowMatchEulerDiscreteScheduler``) rather than a DDPM one."""
     return isinstance(scheduler, FlowMatchEulerDiscreteScheduler)
@@ -240,9 +247,13 @@ def sample_ddpm(
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> torch.Tensor:
-    """Generate ``n`` images in [-1, 1] with ``steps`` steps of the scheduler (a copy: the caller's is untouched)."""
+    """Generate ``n`` images in [-1, 1] with ``steps`` steps of the scheduler (a copy: the caller's is untouched);
+    a flow-matching scheduler gets ``flow_sigmas(steps)``, evenly spaced as the SD3 and Flux pipelines space them."""
     scheduler = type(scheduler).from_config(scheduler.config)
-    scheduler.set_timesteps(steps)
+    if is_flow(scheduler):
+        scheduler.set_timesteps(sigmas=flow_sigmas(steps))
+    else:
+        scheduler.set_timesteps(steps)
     model.to(device).eval()
     size = model.config.sample_size
     shape = (n, model.config.in_channels, *((size, size) if isinstance(size, int) else size))

@@ -234,6 +234,7 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     run_dir = work_dir / name
     images = write_training_data(recipe, work_dir / f"data-{recipe.data}-{recipe.resolution}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    earlier = _time_before_resuming(run_dir) if resume else None
     (run_dir / "unet_config.json").write_text(json.dumps(recipe.unet))
     cuda = torch.cuda.is_available()
     args = script_args(name, images, run_dir, steps, "bf16" if cuda else "no") + list(extra_args)
@@ -242,6 +243,10 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     start = time.perf_counter()
     train_unconditional.main(args)
     seconds = time.perf_counter() - start
+    resumed = {}
+    if earlier is not None:  # the whole run's time: the interrupted part (from the files it wrote) and this one
+        resumed = dict(resumed_at_step=earlier[0], seconds_before_resuming=round(earlier[1], 1))
+        seconds += earlier[1]
     losses = read_losses(run_dir / "logs")
     device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
     out = Path(out or path(name))
@@ -260,11 +265,23 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
             steps=steps, seconds=round(seconds, 1), device=device, torch=torch.__version__, date=str(date.today()),
             parameters=sum(p.numel() for p in pipeline.unet.parameters()), final_loss=losses[-1] if losses else None,
             losses=losses, training_images=len(list(images.rglob("*.png"))), description=recipe.description,
+            **resumed,
         )
         (tmp / "training.json").write_text(json.dumps(record, indent=1))
     if card:
         write_card(name, out)
     return out
+
+
+def _time_before_resuming(run_dir: Path) -> tuple[int, float] | None:
+    """(step, seconds) of an interrupted run: its newest checkpoint's step, and the time from the run's start
+    (when ``retrain`` wrote ``unet_config.json``) to that checkpoint; None if there is none to resume."""
+    from ..train_unconditional import list_checkpoints
+
+    found = list_checkpoints(run_dir)
+    if not found or not (run_dir / "unet_config.json").is_file():
+        return None
+    return int(found[-1].name.split("-")[1]), found[-1].stat().st_mtime - (run_dir / "unet_config.json").stat().st_mtime
 
 
 # ---- Quality and model cards -------------------------------------------------------------------------------
@@ -347,7 +364,7 @@ def write_card(name: str, folder: Path | None = None) -> Path:
     scores = evaluate(name, folder)
     recipe = RECIPES[name]
     table = _table(scores)
-    minutes = record["seconds"] / 60
+    minutes, resumed = record["seconds"] / 60, _resumed(record)
     description = f"""The diffusion course's own `{name}` pipeline: {recipe.description}. It ships inside the course
 package so that every chapter works offline and on a CPU.
 
@@ -361,7 +378,7 @@ pipeline = pretrained.load("{name}")  # offline, weights upcast to float32
 - Command: `{record["command"]}`, which runs the course's training script:
   `{record["script_command"]}`
 - {record["steps"]:,} optimizer steps on {record["training_images"]:,} training images, {minutes:.1f} minutes on
-  {record["device"]} (torch {record["torch"]}), {record["date"]}; final epoch loss {record["final_loss"]}.
+  {record["device"]} (torch {record["torch"]}), {record["date"]}; final epoch loss {record["final_loss"]}.{resumed}
 - UNet2DModel, {record["parameters"]:,} parameters, {_objective(recipe)};
   the exponential moving average of the weights is what is saved, in float16 (upcast to float32 on loading:
   scores from the float32 and float16 weights of `digits-28` agreed to within 0.1 Frechet).
@@ -396,6 +413,14 @@ with torch.no_grad():
     for t in scheduler.timesteps:
         x = scheduler.step(unet(x, t).sample, t, x).prev_sample
 ```"""
+
+
+def _resumed(record: dict) -> str:
+    """The card's words for a run that was interrupted and resumed (``--resume``), or nothing."""
+    if "resumed_at_step" not in record:
+        return ""
+    return (f"\n  Interrupted after step {record['resumed_at_step']:,} and resumed (`--resume`, with the same "
+            f"recipe): {record['seconds_before_resuming'] / 60:.1f} minutes before, the rest after.")
 
 
 def _objective(recipe: Recipe) -> str:
