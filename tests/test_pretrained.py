@@ -10,6 +10,8 @@ from course_utils import pretrained
 from course_utils.metrics import train_digit_scorer
 
 NAMES = list(pretrained.NAMES)
+# digits-28-flow at 4 Euler steps: Frechet 61.8 (200 digits) on its card; noise 656 (fewer digits read higher)
+FRECHET_4 = 200
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +116,6 @@ def test_digits_28_flow_is_sampled_by_the_plain_loop_in_4_steps(digit_scorer):
         for t in scheduler.timesteps:  # the U-Net takes the scheduler's timesteps as they are (sigma * 1000)
             x = scheduler.step(unet(x, t).sample, t, x).prev_sample
     scores = digit_scorer.score((x.clamp(-1, 1) + 1) / 2)
-    assert scores["confident"] >= CONFIDENT_4 and scores["classes"] >= 8, scores
+    assert scores["frechet"] < FRECHET_4 and scores["classes"] >= 8, scores
     images = pipeline(batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(0)).images
     assert len(images) == 2 and images[0].size == (28, 28)  # the ordinary pipeline samples it too
