@@ -407,7 +407,7 @@ predicts the velocity noise - x0; the scheduler's Euler steps run t from 1 to 0.
 ```python
 import torch
 unet, scheduler = pipeline.unet, pipeline.scheduler
-scheduler.set_timesteps(4)
+scheduler.set_timesteps(sigmas=[1, 0.75, 0.5, 0.25])  # 4 equal steps (then 0), as SD3's pipeline spaces them
 x = torch.randn(16, 1, 28, 28)
 with torch.no_grad():
     for t in scheduler.timesteps:
