@@ -12,7 +12,10 @@ the same meaning, plus ``--seed``, ``--max_train_steps``, ``--skip_bad_images``,
 (the fast path, on by default on CUDA) and ``--class_conditional`` / ``--class_drop_prob`` (a class-conditioned
 UNet for classifier-free guidance, labels from the image folder's sub-folder names), and
 ``--pretrained_model_name_or_path`` from diffusers' other training scripts (fine-tune a pipeline's UNet with its
-noise schedule). The image mode follows the UNet: a config with ``in_channels: 1`` trains on grayscale images,
+noise schedule), and ``--prediction_type flow`` (chapter 12: flow matching instead of DDPM, a
+``FlowMatchEulerDiscreteScheduler`` saved; ``--weighting_scheme`` / ``--logit_mean`` / ``--logit_std`` /
+``--mode_scale`` draw t as diffusers' SD3 scripts do, ``--flow_shift`` sets the scheduler's shift). The image mode
+follows the UNet: a config with ``in_channels: 1`` trains on grayscale images,
 3 on RGB. The script reads top to bottom: configuration, data, model, loop, checkpoint, save.
 
 Checks first: ``check_args`` looks at every flag before any data is read or model built — types, ranges,
