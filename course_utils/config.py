@@ -134,6 +134,20 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "full": dict(n_images=64, steps_list=(5, 10, 20, 50, 100, 250), scales=(1, 2, 3, 5), edit_steps=50,
                      n_edit=64, edit_scale=3),
     },
+    # Chapter 12: flow matching on 2-D points (reflow too), then on digits against DDPM with the same U-Net and
+    # steps; then the shipped digits-28-flow against digits-28. cpu: ~1 minute of training per digit model; the
+    # shipped digits-28 (attention at 14x14) costs ~4 s per call on 100 digits, so cpu scores it up to 8 steps.
+    "ch12": {
+        "small": dict(toy_points=512, toy_steps=200, toy_batch=128, toy_lr=3e-3, reflow_pairs=512, path_steps=20,
+                      max_train=256, batch_size=32, lr=2e-3, epochs=1, channels=(16, 32), n_score=32,
+                      steps_list=(1, 2, 4), shipped_n=16, shipped_steps=(1, 4)),
+        "cpu": dict(toy_points=4000, toy_steps=3000, toy_batch=256, toy_lr=3e-3, reflow_pairs=4000, path_steps=100,
+                    max_train=None, batch_size=64, lr=2e-3, epochs=8, channels=(16, 32, 64), n_score=200,
+                    steps_list=(1, 2, 4, 8, 16, 50), shipped_n=100, shipped_steps=(1, 2, 4, 8)),
+        "full": dict(toy_points=8000, toy_steps=8000, toy_batch=512, toy_lr=3e-3, reflow_pairs=8000, path_steps=100,
+                     max_train=None, batch_size=128, lr=1e-3, epochs=40, channels=(32, 64, 64), n_score=200,
+                     steps_list=(1, 2, 4, 8, 16, 50), shipped_n=200, shipped_steps=(1, 2, 4, 8, 16, 50)),
+    },
 }
 
 

@@ -111,6 +111,18 @@ class DigitScorer:
         }
 
 
+    @torch.no_grad()
+    def frechet_spread(self, images: torch.Tensor, rounds: int = 50, seed: int = 0) -> float:
+        """The uncertainty of ``score``'s Frechet distance: its standard deviation over ``rounds`` bootstrap
+        resamples (with replacement) of the images, the reference features held fixed."""
+        self.model.eval()
+        feats = self.model.features(images.detach().float().cpu().clamp(0, 1)).numpy().astype(np.float64)
+        rng = np.random.default_rng(seed)
+        draws = [frechet_distance(feats[rng.integers(0, len(feats), len(feats))], self.reference_features)
+                 for _ in range(rounds)]
+        return float(np.std(draws))
+
+
 def _cached(kind: str, key: dict, cls: type, train: Callable[[], Any]) -> Any:
     """A scorer trained before with the same settings and the same code (loaded in a blink), or a new one.
 
@@ -333,3 +345,20 @@ def _train_butterfly_scorer(n_train: int, n_reference: int, epochs: int, seed: i
     wing_accuracy = float((wing_logits.argmax(1) == wings).float().mean())
     background_accuracy = float((background_logits.argmax(1) == backgrounds).float().mean())
     return ButterflyScorer(model, feats, wing_accuracy, background_accuracy)
+
+
+def quality_by_steps(scorer: DigitScorer, unet, scheduler, steps: Sequence[int], n: int = 200, seed: int = 0,
+                     device: torch.device | str = "cpu") -> dict[int, dict]:
+    """Sample ``n`` digits with ``scheduler`` at each number of ``steps`` (same starting noise) and score them:
+    ``score``'s numbers plus the Frechet distance's bootstrap spread (``frechet_spread``) and the seconds taken."""
+    import time
+
+    from .training import sample_ddpm
+
+    rows = {}
+    for k in tqdm(steps, desc="steps", leave=False):
+        start = time.perf_counter()
+        x = (sample_ddpm(unet, scheduler, n, k, device=device, seed=seed) + 1) / 2
+        seconds = time.perf_counter() - start
+        rows[k] = {**scorer.score(x), "frechet_spread": scorer.frechet_spread(x), "seconds": round(seconds, 2)}
+    return rows

@@ -8,15 +8,17 @@
 process with accelerate 1.15 unless MPI is set up: its ``--cpu`` path spawns several only through mpirun.)
 
 The flags are those of diffusers' ``examples/unconditional_image_generation/train_unconditional.py``, with
-the same names and defaults, two of them widened: ``--prediction_type`` also takes ``v_prediction``, and
-``--ddpm_beta_schedule`` takes the schedules ``DDPMScheduler`` implements (the example's ``cosine`` is not one;
-``squaredcos_cap_v2`` is the cosine schedule). The course adds ``--seed``, ``--max_train_steps``,
+the same names and defaults, two of them widened: ``--prediction_type`` also takes ``v_prediction`` (and ``flow``,
+below), and ``--ddpm_beta_schedule`` takes the schedules ``DDPMScheduler`` implements (the example's ``cosine``
+is not one; ``squaredcos_cap_v2`` is the cosine schedule). The course adds ``--seed``, ``--max_train_steps``,
 ``--skip_bad_images``, ``--data_on_device`` (the fast path, on by default on CUDA) and ``--class_conditional``
 / ``--class_drop_prob`` (a class-conditioned UNet for classifier-free guidance, labels from the image folder's
 sub-folder names), and ``--pretrained_model_name_or_path`` from diffusers' other training scripts (fine-tune a
-pipeline's UNet with its noise schedule). The image mode follows the UNet: a config with ``in_channels: 1``
-trains on grayscale images, 3 on RGB. The script reads top to bottom: configuration, data, model, loop, checkpoint,
-save.
+pipeline's UNet with its noise schedule), and ``--prediction_type flow`` (chapter 12: flow matching instead of
+DDPM, a ``FlowMatchEulerDiscreteScheduler`` saved; ``--weighting_scheme`` / ``--logit_mean`` / ``--logit_std`` /
+``--mode_scale`` draw t as diffusers' SD3 scripts do, ``--flow_shift`` sets the scheduler's shift). The image
+mode follows the UNet: a config with ``in_channels: 1`` trains on grayscale images, 3 on RGB. The script reads
+top to bottom: configuration, data, model, loop, checkpoint, save.
 
 Checks first: ``check_args`` looks at every flag before any data is read or model built — types, ranges,
 choices, combinations, the model's config against the resolution, the output folder, a checkpoint to resume,
@@ -46,14 +48,14 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
-from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import DDPMPipeline, DDPMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DModel
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
+from diffusers.training_utils import EMAModel, compute_density_for_timestep_sampling
 from torchvision import transforms
 from tqdm.auto import tqdm
 
 from .imagefolder import IMAGE_EXTENSIONS, BadImagesError, to_rgb
-from .training import DeviceBatches, ddpm_target, make_unet, sample_with_guidance
+from .training import DeviceBatches, ddpm_target, flow_matching_inputs, make_unet, sample_with_guidance
 from .viz import make_grid
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -66,9 +68,10 @@ CHOICES = {
     "lr_scheduler": ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"),
     "logger": ("tensorboard", "wandb"),
     "mixed_precision": ("no", "fp16", "bf16"),
-    "prediction_type": ("epsilon", "sample", "v_prediction"),
+    "prediction_type": ("epsilon", "sample", "v_prediction", "flow"),
     "ddpm_beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "laplace"),
     "data_on_device": ("auto", "yes", "no"),
+    "weighting_scheme": ("none", "logit_normal", "mode"),
 }
 _TRUE = {"1", "true", "yes", "on"}
 # Flags that do nothing without another one.
@@ -159,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--logging_dir", type=str, default="logs", help="Log folder, inside --output_dir.")
     add("--local_rank", type=INT, default=-1, help="Set by the launcher in distributed runs.")
     choice("mixed_precision", "no")
-    choice("prediction_type", "epsilon")
+    choice("prediction_type", "epsilon",
+           "What the UNet learns to output. flow: flow matching (rectified flow, chapter 12) instead of DDPM: "
+           "x_t = (1 - t) x0 + t noise, target noise - x0, the UNet given t*1000, a FlowMatchEulerDiscreteScheduler "
+           "saved (the --ddpm_beta_schedule is then unused).")
     add("--ddpm_num_steps", type=INT, default=1000)
     add("--ddpm_num_inference_steps", type=INT, default=1000)
     choice("ddpm_beta_schedule", "linear")
@@ -180,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
              "one extra class embedding means 'no class', for classifier-free guidance.")
     add("--class_drop_prob", type=FLOAT, default=0.1,
         help="With --class_conditional: the share of labels replaced by 'no class' during training.")
+    # Flow matching (--prediction_type flow), named as in diffusers' train_dreambooth_sd3.py.
+    choice("weighting_scheme", "none",
+           "With --prediction_type flow: how t is drawn (diffusers.training_utils."
+           "compute_density_for_timestep_sampling): none = uniform, logit_normal = SD3's, mode.")
+    add("--logit_mean", type=FLOAT, default=0.0, help="--weighting_scheme logit_normal: the mean of the logit.")
+    add("--logit_std", type=FLOAT, default=1.0, help="--weighting_scheme logit_normal: the spread of the logit.")
+    add("--mode_scale", type=FLOAT, default=1.29, help="--weighting_scheme mode: the scale.")
+    add("--flow_shift", type=FLOAT, default=1.0,
+        help="With --prediction_type flow: the saved scheduler's timestep shift (SD3 uses 3.0 at 1024 px).")
     return p
 
 
@@ -244,6 +259,7 @@ def check_args(args: argparse.Namespace) -> list[str]:
     problems += _output_problems(args)
     problems += _resume_problems(args, unet)
     problems += _push_problems(args)
+    problems += _flow_problems(args)
     return [f"error: {p}" for p in problems]
 
 
@@ -320,6 +336,24 @@ def _value_problems(args: argparse.Namespace) -> list[str]:
         problems.append("--hub_token is refused: a token on the command line ends up in shell history and process "
                         "lists. Set the HF_TOKEN environment variable (or run `hf auth login`) instead.")
     problems += _device_problems(args)
+    return problems
+
+
+FLOW_FLAGS = ("weighting_scheme", "logit_mean", "logit_std", "mode_scale", "flow_shift")
+
+
+def _flow_problems(args: argparse.Namespace) -> list[str]:
+    """Flow-matching flags without --prediction_type flow, DDPM flags with it, and the shift's range."""
+    flow = args.prediction_type == "flow"
+    problems = [f"--{name} only means something with --prediction_type flow: add it, or drop --{name}"
+                for name in FLOW_FLAGS if name in args.given_flags and not flow]
+    if flow and "ddpm_beta_schedule" in args.given_flags:
+        problems.append("--ddpm_beta_schedule with --prediction_type flow: flow matching has no beta schedule "
+                        "(its noise level is t itself); drop --ddpm_beta_schedule")
+    for name in ("logit_std", "mode_scale", "flow_shift"):
+        v = getattr(args, name)
+        if name in args.given_flags and not isinstance(v, Unparsed) and not (math.isfinite(v) and v > 0):
+            problems.append(f"--{name} {v}: must be a finite number above 0")
     return problems
 
 
@@ -922,7 +956,14 @@ def main(argv: list[str] | None = None) -> Path:
     if args.use_ema:
         ema = EMAModel(model.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, inv_gamma=args.ema_inv_gamma,
                        power=args.ema_power, model_cls=UNet2DModel, model_config=model.config)
-    if scheduler_config is not None:
+    flow = args.prediction_type == "flow" or (scheduler_config or {}).get("_class_name") == \
+        FlowMatchEulerDiscreteScheduler.__name__
+    if flow:  # flow matching: sigma = t in [0, 1], the UNet sees t * num_train_timesteps (diffusers' convention)
+        noise_scheduler = (FlowMatchEulerDiscreteScheduler.from_config(scheduler_config) if scheduler_config else
+                           FlowMatchEulerDiscreteScheduler(num_train_timesteps=args.ddpm_num_steps,
+                                                           shift=args.flow_shift))
+        args.prediction_type = "flow"
+    elif scheduler_config is not None:
         noise_scheduler = DDPMScheduler.from_config(scheduler_config)
         c = noise_scheduler.config
         args.ddpm_num_steps, args.ddpm_beta_schedule, args.prediction_type = (
@@ -987,14 +1028,20 @@ def main(argv: list[str] | None = None) -> Path:
         for batch in batches:
             clean, labels = split_batch(batch)
             noise = torch.randn_like(clean)
-            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(clean),), device=clean.device)
-            noisy = noise_scheduler.add_noise(clean, noise, t)
+            if flow:  # t from the weighting scheme (uniform by default), the straight line and its velocity
+                sigmas = compute_density_for_timestep_sampling(args.weighting_scheme, len(clean), args.logit_mean,
+                                                               args.logit_std, args.mode_scale).to(clean.device)
+                noisy, target, t = flow_matching_inputs(clean, noise, sigmas,
+                                                        noise_scheduler.config.num_train_timesteps)
+            else:
+                t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(clean),), device=clean.device)
+                noisy = noise_scheduler.add_noise(clean, noise, t)
+                target = ddpm_target(noise_scheduler, clean, noise, t)
             if labels is not None:  # classifier-free guidance: sometimes the model is told "no class"
                 drop = torch.rand(len(labels), device=labels.device) < args.class_drop_prob
                 labels = torch.where(drop, len(names), labels)
             with accelerator.accumulate(model):
                 prediction = model(noisy, t, class_labels=labels).sample
-                target = ddpm_target(noise_scheduler, clean, noise, t)
                 loss = F.mse_loss(prediction.float(), target.float())
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:

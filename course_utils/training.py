@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import DDPMPipeline, DDPMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DModel
 from diffusers.training_utils import compute_snr
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -50,6 +50,27 @@ def ddpm_target(scheduler: DDPMScheduler, clean: torch.Tensor, noise: torch.Tens
     if kind == "v_prediction":
         return scheduler.get_velocity(clean, noise, t)
     raise ValueError(f"prediction_type={kind!r}: use 'epsilon', 'sample' or 'v_prediction'")
+
+
+def flow_matching_inputs(clean: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor,
+                         num_train_timesteps: int = 1000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flow matching's training inputs for noise levels ``sigmas`` (= t in [0, 1], one per image): the point
+    x_t = (1 - t)·x0 + t·noise on the straight line, its velocity target noise - x0, and the U-Net's timesteps
+    t·num_train_timesteps (what ``FlowMatchEulerDiscreteScheduler`` passes the U-Net when sampling)."""
+    s = sigmas.to(clean.dtype).view(-1, *[1] * (clean.ndim - 1))
+    return (1 - s) * clean + s * noise, noise - clean, sigmas * num_train_timesteps
+
+
+def flow_sigmas(steps: int) -> list[float]:
+    """``steps`` evenly spaced noise levels 1, 1 - 1/steps, ..., 1/steps (the scheduler appends 0), as diffusers'
+    SD3 and Flux pipelines pass them to ``FlowMatchEulerDiscreteScheduler.set_timesteps(sigmas=...)``. The
+    scheduler's own ``set_timesteps(steps)`` ends its grid at 1/1000, so its last step (0.001 to 0) is wasted."""
+    return [1 - i / steps for i in range(steps)]
+
+
+def is_flow(scheduler) -> bool:
+    """Whether ``scheduler`` is a flow-matching one (``FlowMatchEulerDiscreteScheduler``) rather than a DDPM one."""
+    return isinstance(scheduler, FlowMatchEulerDiscreteScheduler)
 
 
 def min_snr_weights(scheduler: DDPMScheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -95,6 +116,8 @@ def train_ddpm(
     A batch may be a tensor, an ``(images, labels)`` pair or a dict with ``"images"`` (chapter 3's datasets).
 
     Each step: Gaussian noise, a random timestep per image, ``add_noise``, MSE against the scheduler's target.
+    With a ``FlowMatchEulerDiscreteScheduler`` it is flow matching instead (chapter 12): t uniform in [0, 1],
+    ``flow_matching_inputs``, MSE against the velocity noise - x0.
     The loss is summed on the device and read once per epoch, so the loop never waits on ``.item()``.
     ``fast=True`` adds bf16 autocast (on CUDA, with TF32 matmuls), channels_last and fused AdamW: the same
     maths at lower precision. ``compile=True`` also runs the model through ``torch.compile``. A generator on
@@ -108,6 +131,9 @@ def train_ddpm(
     ``snr_gamma`` weights each image's loss by min-SNR (Hang et al. 2023): timesteps whose signal-to-noise
     ratio is above ``snr_gamma`` count less, so the easy, nearly clean steps do not dominate the gradient.
     """
+    if snr_gamma is not None and is_flow(scheduler):
+        raise ValueError("snr_gamma is min-SNR weighting of a DDPM loss; a flow-matching scheduler has no SNR "
+                         "table: pass snr_gamma=None")
     device = torch.device(device)
     model.to(device).train()
     cuda = device.type == "cuda"
@@ -127,15 +153,19 @@ def train_ddpm(
         for batch in batches:
             clean = _images(batch).to(device, non_blocking=True)
             noise = torch.randn(clean.shape, generator=generator, device=noise_device).to(device)
-            t = torch.randint(0, n_steps, (len(clean),), generator=generator, device=noise_device).to(device)
+            if is_flow(scheduler):
+                sigmas = torch.rand(len(clean), generator=generator, device=noise_device).to(device)
+                noisy, target, t = flow_matching_inputs(clean, noise, sigmas, n_steps)
+            else:
+                t = torch.randint(0, n_steps, (len(clean),), generator=generator, device=noise_device).to(device)
+                noisy, target = scheduler.add_noise(clean, noise, t), ddpm_target(scheduler, clean, noise, t)
             labels = None
             if model.config.num_class_embeds:
                 labels = batch[1].to(device)
                 drop = torch.rand(len(labels), generator=generator, device=noise_device).to(device) < class_drop_prob
                 labels = torch.where(drop, model.config.num_class_embeds - 1, labels)
             with autocast:
-                prediction = forward(scheduler.add_noise(clean, noise, t), t, class_labels=labels).sample
-            target = ddpm_target(scheduler, clean, noise, t)
+                prediction = forward(noisy, t, class_labels=labels).sample
             if snr_gamma is None:
                 loss = F.mse_loss(prediction.float(), target)
             else:
@@ -217,9 +247,13 @@ def sample_ddpm(
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> torch.Tensor:
-    """Generate ``n`` images in [-1, 1] with ``steps`` steps of the scheduler (a copy: the caller's is untouched)."""
+    """Generate ``n`` images in [-1, 1] with ``steps`` steps of the scheduler (a copy: the caller's is untouched);
+    a flow-matching scheduler gets ``flow_sigmas(steps)``, evenly spaced as the SD3 and Flux pipelines space them."""
     scheduler = type(scheduler).from_config(scheduler.config)
-    scheduler.set_timesteps(steps)
+    if is_flow(scheduler):
+        scheduler.set_timesteps(sigmas=flow_sigmas(steps))
+    else:
+        scheduler.set_timesteps(steps)
     model.to(device).eval()
     size = model.config.sample_size
     shape = (n, model.config.in_channels, *((size, size) if isinstance(size, int) else size))

@@ -109,6 +109,15 @@ def all_text(folder: Path) -> bytes:
     (["--hub_model_id", "me/model"], "--hub_model_id only means something with --push_to_hub: add --push_to_hub"),
     (["--class_drop_prob", "0.2"], "--class_drop_prob only means something with --class_conditional"),
     (["--ema_max_decay", "0.99"], "--ema_max_decay only means something with --use_ema"),
+    (["--weighting_scheme", "logit_normal"], "--weighting_scheme only means something with --prediction_type flow"),
+    (["--flow_shift", "3"], "--flow_shift only means something with --prediction_type flow"),
+    (["--prediction_type", "flow", "--weighting_scheme", "lognormal"],
+     "--weighting_scheme 'lognormal': not one of none, logit_normal, mode; did you mean 'logit_normal'?"),
+    (["--prediction_type", "flow", "--ddpm_beta_schedule", "linear"],
+     "--ddpm_beta_schedule with --prediction_type flow: flow matching has no beta schedule"),
+    (["--prediction_type", "flow", "--flow_shift", "0"], "--flow_shift 0.0: must be a finite number above 0"),
+    (["--prediction_type", "flow", "--weighting_scheme", "logit_normal", "--logit_std", "-1"],
+     "--logit_std -1.0: must be a finite number above 0"),
 ])
 def test_a_bad_value_is_one_line_naming_flag_and_value(flags, expected, images, tmp_path):
     found = problems("--train_data_dir", str(images), "--output_dir", str(tmp_path / "out"), *flags)

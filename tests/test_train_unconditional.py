@@ -233,3 +233,24 @@ def test_class_conditional_needs_labelled_images(image_folder, tmp_path):
 def test_class_drop_prob_must_be_a_probability():
     problems = tu.check_args(tu.parse_args(["--train_data_dir", "x", "--class_drop_prob", "1.5"]))
     assert any(p.startswith("error: --class_drop_prob 1.5: must be in [0, 1)") for p in problems)
+
+
+def test_flow_matching_run_saves_a_flow_scheduler_that_the_plain_loop_samples(image_folder, tmp_path):
+    from diffusers import DDPMPipeline, FlowMatchEulerDiscreteScheduler
+
+    out_dir = tmp_path / "flow"
+    proc = run_script("--train_data_dir", str(image_folder), "--output_dir", str(out_dir), "--prediction_type", "flow",
+                      "--weighting_scheme", "logit_normal", "--flow_shift", "2", "--max_train_steps", "3",
+                      "--checkpointing_steps", "3", *[f for f in FAST if f != "--ddpm_num_steps" and f != "50"])
+    out = finish(proc)
+    assert proc.returncode == 0, out
+    pipeline = DDPMPipeline.from_pretrained(out_dir)
+    assert isinstance(pipeline.scheduler, FlowMatchEulerDiscreteScheduler) and pipeline.scheduler.config.shift == 2
+    scheduler, unet = pipeline.scheduler, pipeline.unet
+    scheduler.set_timesteps(2)
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            x = scheduler.step(unet(x, t).sample, t, x).prev_sample
+    assert x.shape == (1, 3, 16, 16) and torch.isfinite(x).all()
+    assert (out_dir / "samples" / "epoch_0001.png").is_file()

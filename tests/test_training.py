@@ -141,3 +141,70 @@ def test_classifier_free_guidance_at_scale_1_and_0_is_the_conditional_and_uncond
     at_1_mixed = sample_with_guidance(unet, s, 5, labels, guidance_scale=1.0 + 1e-9, seed=3)
     assert torch.allclose(at_1, at_1_mixed, atol=1e-5)
     assert at_1.shape == (3, 1, 8, 8) and at_1.min() >= -1 and at_1.max() <= 1
+
+
+# ---- Chapter 12: flow matching -----------------------------------------------------------------------------
+
+
+def test_flow_matching_inputs_are_the_straight_line_its_velocity_and_sigma_times_1000():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from course_utils.training import flow_matching_inputs
+
+    x0, eps = torch.full((2, 1, 4, 4), 0.5), torch.ones(2, 1, 4, 4)
+    noisy, target, t = flow_matching_inputs(x0, eps, torch.tensor([0.25, 1.0]))
+    assert torch.allclose(noisy[0], torch.full((1, 4, 4), 0.75 * 0.5 + 0.25)) and torch.equal(noisy[1], eps[1])
+    assert torch.equal(target, eps - x0) and torch.equal(t, torch.tensor([250.0, 1000.0]))
+    # diffusers' forward process for flow matching gives the same point at the same timestep
+    s = FlowMatchEulerDiscreteScheduler()
+    x0, eps = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
+    sigmas = s.sigmas[torch.tensor([100, 700])]
+    noisy, _, t = flow_matching_inputs(x0, eps, sigmas)
+    assert torch.allclose(noisy, s.scale_noise(x0, t, eps), atol=1e-6)
+
+
+def test_train_ddpm_with_a_flow_scheduler_takes_the_flow_matching_loss():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    torch.manual_seed(0)
+    clean = torch.rand(6, 1, 8, 8) * 2 - 1
+    model = tiny_unet()
+    before = copy.deepcopy(model)
+    losses = train_ddpm(model, FlowMatchEulerDiscreteScheduler(), [clean], epochs=1, lr=1e-3,
+                        generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)  # the loop's draws, in its order: noise, then t uniform in [0, 1]
+    noise = torch.randn(clean.shape, generator=g)
+    t = torch.rand(len(clean), generator=g).view(-1, 1, 1, 1)
+    with torch.no_grad():
+        prediction = before((1 - t) * clean + t * noise, t.flatten() * 1000).sample
+    expected = ((prediction - (noise - clean)) ** 2).mean()
+    assert losses[0] == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="snr_gamma"):
+        train_ddpm(model, FlowMatchEulerDiscreteScheduler(), [clean], 1, 1e-3, snr_gamma=5.0)
+
+
+def test_an_euler_step_by_hand_is_the_flow_scheduler_step_and_sample_ddpm_runs_it():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from course_utils.training import flow_sigmas
+
+    s = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    s.set_timesteps(4)
+    x, v = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    for i, t in enumerate(s.timesteps):
+        sigma, sigma_next = s.sigmas[i], s.sigmas[i + 1]
+        assert float(t) == pytest.approx(float(sigma) * 1000, rel=1e-5)  # the U-Net sees sigma * 1000
+        by_hand = x + (sigma_next - sigma) * v
+        x = s.step(v, t, x).prev_sample
+        assert torch.allclose(x, by_hand, atol=1e-6)
+    assert s.sigmas[-1] == 0  # the last step lands on t = 0: the clean image
+    model = tiny_unet()
+    s = FlowMatchEulerDiscreteScheduler()
+    a = sample_ddpm(model, s, 2, steps=3, seed=0)
+    s.set_timesteps(sigmas=flow_sigmas(3))  # 1, 2/3, 1/3, then 0: three equal steps, as SD3's pipeline spaces them
+    assert torch.allclose(s.sigmas, torch.tensor([1, 2 / 3, 1 / 3, 0]))
+    x = torch.randn((2, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for t, sigma, sigma_next in zip(s.timesteps, s.sigmas[:-1], s.sigmas[1:], strict=True):
+            x = x + (sigma_next - sigma) * model(x, t).sample
+    assert torch.allclose(a, x.clamp(-1, 1), atol=1e-5)

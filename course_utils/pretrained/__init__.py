@@ -6,6 +6,7 @@ trained by its own script (``course_utils.train_unconditional``) with the recipe
 - ``digits-28``: unconditional 28x28 grayscale digits (chapter 1's ``UNet2DModel`` layout);
 - ``digits-28-conditional``: the same layout with diffusers' class embedding (10 digits + "no class"),
   for classifier-free guidance;
+- ``digits-28-flow``: the same digits by flow matching (chapter 12), a ``FlowMatchEulerDiscreteScheduler``;
 - ``butterflies-32``: unconditional 32x32 synthetic butterflies;
 - ``tiny-sd-butterflies``: a tiny Stable Diffusion (VAE, CLIP tokenizer and text encoder, conditional U-Net),
   32x32 butterflies from captions such as "a red butterfly on a blue background" (chapters 8-9), trained by
@@ -75,6 +76,19 @@ RECIPES: dict[str, Recipe] = {
         flags=("--class_conditional", "--class_drop_prob", "0.1"),
         description="class-conditioned 28x28 digits (label 10 = no class) for classifier-free guidance",
         tags=("class-conditional-image-generation",),
+    ),
+    "digits-28-flow": Recipe(
+        data="digits", resolution=28, steps=4000, prediction_type="flow",
+        # Trained on a 2-core CPU: the CPU recipe's U-Net (benchmarks/cpu_recipe.py: 16 channels at full resolution,
+        # one ResNet layer per level, no attention), batch 32: digits-28's layout at batch 256 takes ~7 s a step here,
+        # this one ~0.7 s with the machine shared (one thread, OMP_NUM_THREADS=1: two threads contended were slower).
+        unet=dict(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, norm_num_groups=8,
+                  block_out_channels=(16, 32, 64), down_block_types=("DownBlock2D",) * 3,
+                  up_block_types=("UpBlock2D",) * 3),
+        flags=("--train_batch_size", "32", "--learning_rate", "2e-3", "--lr_warmup_steps", "100",
+               "--data_on_device", "yes"),
+        description="unconditional 28x28 grayscale digits by flow matching (rectified flow, as SD3 and Flux): "
+        "the U-Net predicts the velocity noise - x0, sampled by Euler steps of a FlowMatchEulerDiscreteScheduler",
     ),
     "butterflies-32": Recipe(
         data="butterflies", resolution=32, steps=4000,
@@ -193,8 +207,11 @@ def write_training_data(recipe: Recipe, folder: Path) -> Path:
 def script_args(name: str, data_dir: Path, run_dir: Path, steps: int, mixed_precision: str) -> list[str]:
     """The training script's command line for ``name``'s recipe."""
     recipe = RECIPES[name]
+    common = list(COMMON)
+    if recipe.prediction_type == "flow":  # flow matching has no beta schedule (the script refuses the flag)
+        del common[common.index("--ddpm_beta_schedule"):common.index("--ddpm_beta_schedule") + 2]
     return ["--train_data_dir", str(data_dir), "--model_config_name_or_path", str(run_dir / "unet_config.json"),
-            "--resolution", str(recipe.resolution), "--center_crop", *COMMON,
+            "--resolution", str(recipe.resolution), "--center_crop", *common,
             "--prediction_type", recipe.prediction_type, *recipe.flags,
             "--max_train_steps", str(steps), "--mixed_precision", mixed_precision,
             "--checkpointing_steps", str(max(steps // 4, 1)), "--checkpoints_total_limit", "1",
@@ -219,6 +236,7 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     run_dir = work_dir / name
     images = write_training_data(recipe, work_dir / f"data-{recipe.data}-{recipe.resolution}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    earlier = _time_before_resuming(run_dir) if resume else None
     (run_dir / "unet_config.json").write_text(json.dumps(recipe.unet))
     cuda = torch.cuda.is_available()
     args = script_args(name, images, run_dir, steps, "bf16" if cuda else "no") + list(extra_args)
@@ -227,6 +245,10 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     start = time.perf_counter()
     train_unconditional.main(args)
     seconds = time.perf_counter() - start
+    resumed = {}
+    if earlier is not None:  # the whole run's time: the interrupted part (from the files it wrote) and this one
+        resumed = dict(resumed_at_step=earlier[0], seconds_before_resuming=round(earlier[1], 1))
+        seconds += earlier[1]
     losses = read_losses(run_dir / "logs")
     device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
     out = Path(out or path(name))
@@ -245,6 +267,7 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
             steps=steps, seconds=round(seconds, 1), device=device, torch=torch.__version__, date=str(date.today()),
             parameters=sum(p.numel() for p in pipeline.unet.parameters()), final_loss=losses[-1] if losses else None,
             losses=losses, training_images=len(list(images.rglob("*.png"))), description=recipe.description,
+            **resumed,
         )
         (tmp / "training.json").write_text(json.dumps(record, indent=1))
     if card:
@@ -256,6 +279,16 @@ def _where(out: Path, name: str) -> str:
     """The flag that sent a retrained pipeline where it went, as the command line showed it."""
     return " --in_place" if Path(out).resolve() == path(name) else " --out <folder>"
 
+def _time_before_resuming(run_dir: Path) -> tuple[int, float] | None:
+    """(step, seconds) of an interrupted run: its newest checkpoint's step, and the time from the run's start
+    (when ``retrain`` wrote ``unet_config.json``) to that checkpoint; None if there is none to resume."""
+    from ..train_unconditional import list_checkpoints
+
+    found = list_checkpoints(run_dir)
+    if not found or not (run_dir / "unet_config.json").is_file():
+        return None
+    return int(found[-1].name.split("-")[1]), found[-1].stat().st_mtime - (run_dir / "unet_config.json").stat().st_mtime
+
 
 # ---- Quality and model cards -------------------------------------------------------------------------------
 
@@ -263,14 +296,16 @@ def _where(out: Path, name: str) -> str:
 def ddim_samples(pipeline: DDPMPipeline, n: int, steps: int = 50, seed: int = 0,
                  labels: torch.Tensor | None = None, guidance_scale: float = 1.0,
                  device: torch.device | str | None = None) -> torch.Tensor:
-    """``n`` samples in [0, 1] (on the CPU) with ``steps`` DDIM steps, on the pipeline's device by default
-    (one per label, with classifier-free guidance, if ``labels`` are given)."""
+    """``n`` samples in [0, 1] (on the CPU) with ``steps`` DDIM steps (Euler steps of its own scheduler for a
+    flow-matching pipeline), on the pipeline's device by default (one per label, with classifier-free guidance,
+    if ``labels`` are given)."""
     from diffusers import DDIMScheduler
 
-    from ..training import sample_ddpm, sample_with_guidance
+    from ..training import is_flow, sample_ddpm, sample_with_guidance
 
     device = device or pipeline.device
-    scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+    scheduler = (pipeline.scheduler if is_flow(pipeline.scheduler) else
+                 DDIMScheduler.from_config(pipeline.scheduler.config))
     if labels is not None:
         x = sample_with_guidance(pipeline.unet, scheduler, steps, labels, guidance_scale, seed=seed, device=device)
     else:
@@ -304,6 +339,9 @@ def evaluate(name: str, folder: Path | None = None, n: int = 200, steps: int = 5
                 with torch.no_grad():
                     asked = float((scorer.model(x).argmax(1) == labels).float().mean())
                 rows[f"samples, guidance scale {scale:g}"] = {**scorer.score(x), "digit asked for": asked}
+        elif recipe.prediction_type == "flow":  # its goal is few steps: 4 as well as the card's usual count
+            for k in (steps, 4):
+                rows[f"samples (Euler, {k} steps)"] = scorer.score(ddim_samples(pipeline, n, k, seed))
         else:
             rows[f"samples (DDIM, {steps} steps)"] = scorer.score(ddim_samples(pipeline, n, steps, seed))
         rows["uniform noise"] = scorer.score(noise)
@@ -316,7 +354,8 @@ def evaluate(name: str, folder: Path | None = None, n: int = 200, steps: int = 5
         rows["uniform noise"] = scorer.score(noise)
         read = scorer.wing_colours(x)
         rows[f"samples (DDIM, {steps} steps)"]["wing colours read"] = {c: read.count(c) for c in sorted(set(read))}
-    return dict(n=n, sampler=f"DDIM, {steps} steps, seed {seed}", rows=rows, seconds=round(time.perf_counter() - start),
+    sampler = "Euler (FlowMatchEulerDiscreteScheduler)" if recipe.prediction_type == "flow" else f"DDIM, {steps} steps"
+    return dict(n=n, sampler=f"{sampler}, seed {seed}", rows=rows, seconds=round(time.perf_counter() - start),
                 device=f"CPU ({torch.get_num_threads()} threads)", date=str(date.today()))
 
 
@@ -331,7 +370,7 @@ def write_card(name: str, folder: Path | None = None) -> Path:
     scores = evaluate(name, folder)
     recipe = RECIPES[name]
     table = _table(scores)
-    minutes = record["seconds"] / 60
+    minutes, resumed = record["seconds"] / 60, _resumed(record)
     description = f"""The diffusion course's own `{name}` pipeline: {recipe.description}. It ships inside the course
 package so that every chapter works offline and on a CPU.
 
@@ -339,14 +378,14 @@ package so that every chapter works offline and on a CPU.
 from course_utils import pretrained
 pipeline = pretrained.load("{name}")  # offline, weights upcast to float32
 ```
-{CONDITIONAL_NOTE if recipe.conditional else ""}
+{CONDITIONAL_NOTE if recipe.conditional else ""}{FLOW_NOTE if recipe.prediction_type == "flow" else ""}
 ## Training
 
 - Command: `{record["command"]}`, which runs the course's training script:
   `{record["script_command"]}`
 - {record["steps"]:,} optimizer steps on {record["training_images"]:,} training images, {minutes:.1f} minutes on
-  {record["device"]} (torch {record["torch"]}), {record["date"]}; final epoch loss {record["final_loss"]}.
-- UNet2DModel, {record["parameters"]:,} parameters, `{recipe.prediction_type}` target, cosine noise schedule;
+  {record["device"]} (torch {record["torch"]}), {record["date"]}; final epoch loss {record["final_loss"]}.{resumed}
+- UNet2DModel, {record["parameters"]:,} parameters, {_objective(recipe)};
   the exponential moving average of the weights is what is saved, in float16 (upcast to float32 on loading:
   scores from the float32 and float16 weights of `digits-28` agreed to within 0.1 Frechet).
 
@@ -366,6 +405,36 @@ else "butterfly reader"} (lower is better; compare equal image counts).
     (folder / "scores.json").write_text(json.dumps(scores, indent=1))
     card.save(folder / "README.md")
     return folder / "README.md"
+
+
+FLOW_NOTE = """Flow matching: the U-Net takes x_t = (1 - t)·x0 + t·noise and the scheduler's timestep t·1000 and
+predicts the velocity noise - x0; the scheduler's Euler steps run t from 1 to 0. The plain loop samples it:
+
+```python
+import torch
+unet, scheduler = pipeline.unet, pipeline.scheduler
+scheduler.set_timesteps(sigmas=[1, 0.75, 0.5, 0.25])  # 4 equal steps (then 0), as SD3's pipeline spaces them
+x = torch.randn(16, 1, 28, 28)
+with torch.no_grad():
+    for t in scheduler.timesteps:
+        x = scheduler.step(unet(x, t).sample, t, x).prev_sample
+```"""
+
+
+def _resumed(record: dict) -> str:
+    """The card's words for a run that was interrupted and resumed (``--resume``), or nothing."""
+    if "resumed_at_step" not in record:
+        return ""
+    return (f"\n  Interrupted after step {record['resumed_at_step']:,} and resumed (`--resume`, with the same "
+            f"recipe): {record['seconds_before_resuming'] / 60:.1f} minutes before, the rest after.")
+
+
+def _objective(recipe: Recipe) -> str:
+    """The card's words for what the U-Net was trained to predict, and on which noise process."""
+    if recipe.prediction_type == "flow":
+        return ("flow matching (`--prediction_type flow`: the velocity noise - x0 on the straight line, t uniform "
+                "in [0, 1]), `FlowMatchEulerDiscreteScheduler` (shift 1)")
+    return f"`{recipe.prediction_type}` target, cosine noise schedule"
 
 
 def _table(scores: dict) -> list[str]:
