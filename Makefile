@@ -10,16 +10,40 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?=
 
-.PHONY: install test test-browser browser-deps course lab lint clean
+.PHONY: install test test-browser browser-deps course lab lint clean wheelhouse test-wheelhouse caches slides
+
+# The offline classroom kit: `make wheelhouse` downloads every wheel the course installs (requirements.txt,
+# the build tools below, and with BROWSER=1 tests/browser/requirements.txt) for this machine's platform and
+# Python into $(WHEELHOUSE)/. When $(WHEELHOUSE)/.complete exists, `make install` installs from that folder
+# alone (--no-index): copy the clone with its wheelhouse/ to a machine with no network and run make install.
+WHEELHOUSE ?= wheelhouse
+# what make install upgrades pip to and builds course_utils with (pyproject.toml's build-system)
+BUILD_TOOLS := pip==26.3 setuptools==84.2.1
+BROWSER ?=
+WHEELS := $(if $(wildcard $(WHEELHOUSE)/.complete),--no-index --find-links $(abspath $(WHEELHOUSE)),)
 
 install: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(if $(WHEELS),@echo "installing from $(WHEELHOUSE)/ alone (no package index)")
+	$(PY) -m pip install --quiet $(WHEELS) --upgrade $(if $(WHEELS),$(filter pip==%,$(BUILD_TOOLS)),pip)
+	$(PY) -m pip install --quiet $(WHEELS) -r requirements.txt
+	$(PY) -m pip install --quiet $(WHEELS) --no-deps -e .
 	touch $@
+
+# pip download keeps the files already there, so a second run only fetches what changed. Wheels only
+# (--only-binary): a machine with no network cannot build a package from source.
+wheelhouse:
+	$(PYTHON) -m pip download --quiet --only-binary=:all: --dest $(WHEELHOUSE) $(BUILD_TOOLS) -r requirements.txt \
+	  $(if $(BROWSER),-r tests/browser/requirements.txt)
+	touch $(WHEELHOUSE)/.complete
+	@du -sh $(WHEELHOUSE)
+
+# A fresh venv installed by `make install` from the wheelhouse alone, in a network namespace with no
+# network and with pip's own configuration (indexes, find-links) switched off, then chapter 1 in `small`.
+test-wheelhouse: install wheelhouse
+	$(PY) -m pytest tests/test_wheelhouse.py --slow -v -p no:cacheprovider
 
 # The test suite: offline, small profile, every notebook executed by nbval. One pytest worker per core
 # (pytest-xdist; a notebook's cells stay together and in order: --dist loadfile), each with one thread, so
@@ -48,6 +72,21 @@ browser-deps:
 	  echo "apt-get install chromium fonts-wqy-microhei (log: build/apt-browser.log)"; mkdir -p build; \
 	  { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
 	    fonts-wqy-microhei; } > build/apt-browser.log 2>&1 || { tail -20 build/apt-browser.log; exit 1; }; }
+
+# Slides: a reveal.js deck per chapter and twin in build/slides/ (open build/slides/index.html; copy the folder
+# to a USB stick, it needs no network). Outputs come from the executed notebooks in $(SLIDES_FROM) (make course
+# PROFILE=cpu writes them there); a chapter not executed there gets a deck of its code without outputs.
+# reveal.js, MathJax, jQuery and RequireJS: pinned in slides/package-lock.json, installed by npm (once).
+SLIDES_FROM ?= build
+NODE_STAMP := slides/node_modules/.installed
+
+slides: install $(NODE_STAMP)
+	$(PY) -m course_utils.slides --out build/slides --lib slides/node_modules \
+	  $(if $(wildcard $(SLIDES_FROM)/*.ipynb),--executed $(SLIDES_FROM),)
+
+$(NODE_STAMP): slides/package.json slides/package-lock.json
+	npm ci --prefix slides --no-audit --no-fund --silent
+	touch $@
 
 lint: install
 	$(PY) -m ruff check .
