@@ -73,6 +73,17 @@ browser-deps:
 	  { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
 	    fonts-wqy-microhei; } > build/apt-browser.log 2>&1 || { tail -20 build/apt-browser.log; exit 1; }; }
 
+# The caches the chapters fill on first run (MNIST when it can be downloaded, the drawn butterflies, the digit and
+# butterfly scorers, chapter 3's pipeline for chapter 4, Hub models in `full` online) are made by running the
+# course once with COURSE_DATA_DIR and HF_HOME in $(CACHE_DIR); copy that folder to each machine and point
+# COURSE_DATA_DIR (and HF_HOME) at it. Default profile cpu: the executed notebooks land in build/ for make slides.
+CACHE_DIR ?= course-data
+
+caches: install
+	COURSE_DATA_DIR=$(abspath $(CACHE_DIR)) HF_HOME=$(abspath $(CACHE_DIR))/huggingface \
+	  $(PY) -m course_utils.run_course --out build --profile $(or $(PROFILE),cpu)
+	@du -sh $(CACHE_DIR)
+
 # Slides: a reveal.js deck per chapter and twin in build/slides/ (open build/slides/index.html; copy the folder
 # to a USB stick, it needs no network). Outputs come from the executed notebooks in $(SLIDES_FROM) (make course
 # PROFILE=cpu writes them there); a chapter not executed there gets a deck of its code without outputs.

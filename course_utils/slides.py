@@ -29,6 +29,8 @@ NOTEBOOKS = ROOT / "notebooks"
 HEADING = re.compile(r"(#{1,3}) ")
 FENCE = re.compile(r"\s*(```|~~~)")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# A badge is an image from the internet: offline it is a broken picture, so a deck shows its link as text.
+BADGE = re.compile(r"\[!\[([^\]]*)\]\(https?://[^)]+\)\]\(([^)]+)\)")
 # The files each deck loads, relative to the lib folder beside the decks (package/path in node_modules).
 LIB_FILES = {
     "reveal": "reveal.js",
@@ -136,6 +138,8 @@ def deck_notebook(source: Path, run: nbformat.NotebookNode | None) -> nbformat.N
             # a widget (a tqdm bar, chapter 2's explorer) needs a running kernel: the deck shows the rest
             cell.outputs = [o for o in copy.deepcopy(done.outputs) if WIDGET_VIEW not in o.get("data", {})]
             cell.execution_count = done.execution_count
+        elif cell.cell_type == "markdown":
+            cell.source = BADGE.sub(r"[\1](\2)", cell.source)
     nb.metadata.pop("widgets", None)
     return split_sections(nb)
 

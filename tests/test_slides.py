@@ -3,6 +3,7 @@ and twin becomes a deck with a slide per section that loads nothing from the int
 executed copy when there is one (a twin takes its English chapter's)."""
 
 import json
+import re
 import shutil
 import socket
 
@@ -75,6 +76,8 @@ def test_every_chapter_has_a_deck_with_a_slide_per_section(decks, path):
     remote = [ref for ref in slides.local_references(html) if "://" in ref or ref.startswith("//")]
     assert not remote, f"{name} loads {remote} from the internet; decks must work offline"
     assert all(ref.startswith("../lib/") for ref in slides.local_references(html)), "libraries come from lib/"
+    assert not re.search(r"<img[^>]+src=\"(https?:)?//", html), f"{name} shows a picture from the internet"
+    assert "colab.research.google.com/github/" in first, "the Colab badge stays, as a text link"
 
 
 def test_a_twin_deck_has_as_many_slides_as_its_chapter(decks):
