@@ -162,7 +162,6 @@ def export(nb: nbformat.NotebookNode, source: Path, lib: str, language: str) -> 
         template_name="course-reveal",
         extra_template_basedirs=[str(TEMPLATE_DIR)],
         reveal_url_prefix=f"{lib}/{LIB_FILES['reveal']}",
-        reveal_scroll=True,  # a long output scrolls inside its slide instead of running off it
         reveal_number="c/t",
         jquery_url=f"{lib}/{LIB_FILES['jquery']}",
         require_js_url=f"{lib}/{LIB_FILES['require']}",
@@ -225,8 +224,8 @@ def build(
             (tmp / deck.parent).mkdir(exist_ok=True)
             (tmp / deck).write_text(html, encoding="utf-8")
             slides, subslides = count_slides(html)
-            rows.append({"deck": deck.as_posix(), "slides": slides, "subslides": subslides,
-                         "outputs": profile_of(executed, english.name) if run is not None else None})
+            profile = None if run is None else profile_of(executed, english.name) or "an unrecorded"
+            rows.append({"deck": deck.as_posix(), "slides": slides, "subslides": subslides, "outputs": profile})
         if node_modules is not None:
             copy_libraries(node_modules, tmp / "lib")
             refs = {ref for row in rows for ref in local_references((tmp / row["deck"]).read_text("utf-8"))}
