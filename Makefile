@@ -63,7 +63,7 @@ test-browser: install $(BROWSER_STAMP) browser-deps
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/browser -v -s -p no:cacheprovider
 
 $(BROWSER_STAMP): tests/browser/requirements.txt $(STAMP)
-	$(PY) -m pip install --quiet -r tests/browser/requirements.txt
+	$(PY) -m pip install --quiet $(WHEELS) -r tests/browser/requirements.txt
 	touch $@
 
 # Debian's chromium, and a Chinese font so the Chinese chapter's screenshot is readable (once; ~1 min).

@@ -31,6 +31,7 @@ FENCE = re.compile(r"\s*(```|~~~)")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 # A badge is an image from the internet: offline it is a broken picture, so a deck shows its link as text.
 BADGE = re.compile(r"\[!\[([^\]]*)\]\(https?://[^)]+\)\]\(([^)]+)\)")
+IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 # The files each deck loads, relative to the lib folder beside the decks (package/path in node_modules).
 LIB_FILES = {
     "reveal": "reveal.js",
@@ -100,6 +101,8 @@ def split_sections(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             kind = {1: "slide", 2: "slide", 3: "subslide"}.get(level, "-")
             piece = nbformat.v4.new_markdown_cell(text.rstrip("\n"), id=f"{cell.id}-{j}")
             piece.metadata["slideshow"] = {"slide_type": kind}
+            if "attachments" in cell:  # a picture in any piece of the cell
+                piece.attachments = copy.deepcopy(cell.attachments)
             cells.append(piece)
     nb.cells = cells
     return nb
@@ -140,8 +143,31 @@ def deck_notebook(source: Path, run: nbformat.NotebookNode | None) -> nbformat.N
             cell.execution_count = done.execution_count
         elif cell.cell_type == "markdown":
             cell.source = BADGE.sub(r"[\1](\2)", cell.source)
+            attach_images(cell, source.parent)
     nb.metadata.pop("widgets", None)
     return split_sections(nb)
+
+
+def attach_images(cell: nbformat.NotebookNode, folder: Path) -> None:
+    """Make each local picture a markdown cell shows (``![a diagram](../images/x.png)``) an attachment of the cell.
+
+    nbconvert embeds attachments in the deck; it does not embed a file outside the notebook's own folder,
+    which is where the course keeps its diagrams (images/).
+    """
+    import base64
+    import mimetypes
+
+    def attach(match: re.Match) -> str:
+        alt, link = match.groups()
+        file = folder / link
+        mime = mimetypes.guess_type(link)[0]
+        if "://" in link or link.startswith("attachment:") or not file.is_file() or not mime:
+            return match.group(0)
+        name = file.name
+        cell.setdefault("attachments", {})[name] = {mime: base64.b64encode(file.read_bytes()).decode("ascii")}
+        return f"![{alt}](attachment:{name})"
+
+    cell.source = IMAGE.sub(attach, cell.source)
 
 
 def profile_of(executed: Path | None, name: str) -> str | None:

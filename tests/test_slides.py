@@ -130,3 +130,17 @@ def test_build_copies_the_libraries_and_refuses_missing_ones(tmp_path):
     slides.build(tmp_path / "slides", node_modules=real, notebooks=[CHAPTERS[0]])
     html = (tmp_path / "slides" / "en" / f"{CHAPTERS[0].stem}.slides.html").read_text(encoding="utf-8")
     assert all((tmp_path / "slides" / "en" / ref).resolve().is_file() for ref in slides.local_references(html))
+
+
+def test_a_diagram_in_the_markdown_is_embedded_in_the_deck(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "images" / "diagram.png")
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "# Chapter X\n\nThe text.\n\n## A section\n\n![the loop](../images/diagram.png)")])
+    nbformat.write(nb, tmp_path / "notebooks" / "99_x.ipynb")
+    slides.build(tmp_path / "slides", notebooks=[tmp_path / "notebooks" / "99_x.ipynb"])
+    html = (tmp_path / "slides" / "en" / "99_x.slides.html").read_text(encoding="utf-8")
+    assert 'src="data:image/png;base64,' in html, "a diagram beside the notebook travels inside the deck"
