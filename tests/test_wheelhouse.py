@@ -52,8 +52,8 @@ def test_a_fresh_venv_from_the_wheelhouse_alone_runs_chapter_1(tmp_path):
     install = f"make -C {shlex.quote(str(ROOT))} install VENV={venv} PYTHON={python} WHEELHOUSE={WHEELHOUSE}"
     chapter = (f"{venv}/bin/python -m course_utils.run_course --profile small --out {tmp_path / 'build'} "
                f"{ROOT / 'notebooks' / CHAPTER}")
-    probe = (f"{venv}/bin/pip config list; {venv}/bin/python -c 'import socket; socket.create_connection((\"pypi.org\","
-             " 443), 3)' 2>/dev/null && echo NETWORK REACHABLE; true")
+    probe = (f"echo PIP CONFIG:; {venv}/bin/pip config list; echo END PIP CONFIG; {venv}/bin/python -c 'import socket; "
+             "socket.create_connection((\"pypi.org\", 443), 3)' 2>/dev/null && echo NETWORK REACHABLE; true")
     script = f"ip link set lo up && {install} && {probe} && {chapter}"
     start = time.perf_counter()
     result = subprocess.run([*no_network(), "sh", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -63,7 +63,8 @@ def test_a_fresh_venv_from_the_wheelhouse_alone_runs_chapter_1(tmp_path):
     assert result.returncode == 0, f"the offline install or chapter 1 failed:\n{log[-6000:]}"
     assert "installing from" in log and "alone (no package index)" in log, "make install did not use the wheelhouse"
     assert "NETWORK REACHABLE" not in log, "the network namespace let a connection out"
-    assert "find-links" not in log and "extra-index-url" not in log, "pip still reads a configuration file"
+    config = log.split("PIP CONFIG:")[1].split("END PIP CONFIG")[0]  # what pip reads, besides the command line
+    assert "find-links" not in config and "extra-index-url" not in config, f"pip still reads settings:\n{config}"
 
     timings = json.loads((tmp_path / "build" / "timings-small.json").read_text())
     assert [r["notebook"] for r in timings["results"]] == [CHAPTER] and timings["results"][0]["error"] is None
