@@ -61,8 +61,9 @@ class Spectrogram:
         pixels = ((db + self.top_db) * 255 / self.top_db).clip(0, 255) + 0.5
         return Image.fromarray(pixels.astype(np.uint8))
 
-    def to_audio(self, image: Image.Image | np.ndarray) -> np.ndarray:
-        """An 8-bit grayscale spectrogram image -> audio, by Griffin-Lim (``n_iter`` iterations)."""
+    def to_audio(self, image: Image.Image | np.ndarray, seed: int = 0) -> np.ndarray:
+        """An 8-bit grayscale spectrogram image -> audio: mel bins back to linear frequencies (non-negative least
+        squares), then ``n_iter`` Griffin-Lim iterations from random phases (``seed``: the same clip every time)."""
         import librosa
 
         pixels = np.asarray(image.convert("L") if isinstance(image, Image.Image) else image)
@@ -70,8 +71,9 @@ class Spectrogram:
             raise ValueError(f"to_audio takes a {self.y_res}x{self.x_res} spectrogram image (mel bins x frames), "
                              f"got shape {pixels.shape}")
         db = pixels.astype(np.float64) * self.top_db / 255 - self.top_db
-        return librosa.feature.inverse.mel_to_audio(librosa.db_to_power(db), sr=self.sample_rate, n_fft=self.n_fft,
-                                                    hop_length=self.hop_length, n_iter=self.n_iter).astype(np.float32)
+        magnitude = librosa.feature.inverse.mel_to_stft(librosa.db_to_power(db), sr=self.sample_rate, n_fft=self.n_fft)
+        return librosa.griffinlim(magnitude, n_iter=self.n_iter, hop_length=self.hop_length, n_fft=self.n_fft,
+                                  random_state=seed).astype(np.float32)
 
     def save(self, folder: str | Path) -> None:
         """Write the settings to ``folder/mel_config.json`` (beside a pipeline)."""
@@ -182,12 +184,15 @@ def write_clip_folder(folder: str | Path, n: int, seed: int = 0, modes: Sequence
     return folder
 
 
-def round_trip_error(audio: np.ndarray, spec: Spectrogram = SPECTROGRAM, loud_db: float = 40.0) -> dict[str, float]:
-    """How much audio -> image -> Griffin-Lim -> image changes a clip's spectrogram, in dB (mean absolute
-    difference): over every pixel, and over the loud ones (within ``loud_db`` of the clip's peak), where the notes
-    are. The phase is lost, so the spectrogram is what has to come back."""
-    first = np.asarray(spec.to_image(audio), dtype=np.float64)
-    second = np.asarray(spec.to_image(spec.to_audio(Image.fromarray(first.astype(np.uint8)))), dtype=np.float64)
+def round_trip_error(audio: np.ndarray, spec: Spectrogram = SPECTROGRAM, loud_db: float = 40.0,
+                     back: np.ndarray | None = None) -> dict[str, float]:
+    """How much audio -> image -> audio -> image changes a clip's spectrogram, in dB (mean absolute difference):
+    over every pixel, and over the loud ones (within ``loud_db`` of the clip's peak), where the notes are.
+    ``back`` is the audio heard from the image (default: Griffin-Lim's, ``spec.to_audio``). The phase is lost, so
+    the spectrogram is what has to come back."""
+    first = spec.to_image(audio)
+    back = spec.to_audio(first) if back is None else back
+    first, second = (np.asarray(im, dtype=np.float64) for im in (first, spec.to_image(back)))
     error = np.abs(first - second) * spec.top_db / 255
     loud = first >= (spec.top_db - loud_db) * 255 / spec.top_db
     return {"dB, all pixels": float(error.mean()), f"dB, loudest {loud_db:g} dB": float(error[loud].mean())}

@@ -87,7 +87,7 @@ RECIPES: dict[str, Recipe] = {
         description="unconditional 32x32 synthetic butterflies drawn by the course",
     ),
     "audio-arpeggios-32": Recipe(
-        data="clips", resolution=32, steps=2000,
+        data="clips", resolution=32, steps=1200,
         # butterflies-32's layout on one channel: a 32 mel bins x 32 frames spectrogram is a 32x32 grayscale image
         unet=dict(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1, norm_num_groups=8,
                   block_out_channels=(16, 32, 64, 128),
