@@ -39,6 +39,11 @@ MNIST_LAYOUT = dict(  # chapter 1's UNet2DModel
     down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
     up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
 )
+CPU_LAYOUT = dict(  # the CPU recipe's 32-px UNet2DModel (benchmarks/cpu_recipe.py)
+    layers_per_block=1, norm_num_groups=8, block_out_channels=(16, 32, 64, 128),
+    down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+)
 
 
 @dataclass(frozen=True)
@@ -79,20 +84,14 @@ RECIPES: dict[str, Recipe] = {
         data="butterflies", resolution=32, steps=4000,
         # The CPU recipe (benchmarks/cpu_recipe.py): 16 channels at full resolution make a step ~4x cheaper than
         # the first GPU run's (32, 64, 128, 128); the v target fixed its over-saturated backgrounds.
-        unet=dict(sample_size=32, in_channels=3, out_channels=3, layers_per_block=1, norm_num_groups=8,
-                  block_out_channels=(16, 32, 64, 128),
-                  down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-                  up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D")),
+        unet=dict(sample_size=32, in_channels=3, out_channels=3, **CPU_LAYOUT),
         flags=("--random_flip", "--train_batch_size", "64", "--learning_rate", "1e-3", "--lr_warmup_steps", "100"),
         description="unconditional 32x32 synthetic butterflies drawn by the course",
     ),
     "audio-arpeggios-32": Recipe(
         data="clips", resolution=32, steps=1200,
         # butterflies-32's layout on one channel: a 32 mel bins x 32 frames spectrogram is a 32x32 grayscale image
-        unet=dict(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1, norm_num_groups=8,
-                  block_out_channels=(16, 32, 64, 128),
-                  down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-                  up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D")),
+        unet=dict(sample_size=32, in_channels=1, out_channels=1, **CPU_LAYOUT),
         # no --random_flip: a mirrored spectrogram plays backwards
         flags=("--train_batch_size", "32", "--learning_rate", "1e-3", "--lr_warmup_steps", "100"),
         description="one-second major arpeggios synthesised by the course (4 timbres, 12 roots) as 32x32 mel "
@@ -102,6 +101,7 @@ RECIPES: dict[str, Recipe] = {
 }
 N_BUTTERFLIES = 5000  # drawings in butterflies-32's training set
 N_CLIPS = 4000  # synthesised major arpeggios in audio-arpeggios-32's training set
+N_TONAL = 50  # clips per row whose tonal share (librosa.pyin) the audio card measures
 AUDIO = ("audio-arpeggios-32",)  # pipelines loaded as course_utils.audio.AudioDiffusion
 # Text-to-image pipelines: trained by course_utils.train_text_to_image with its defaults (flags listed here).
 TEXT_TO_IMAGE: dict[str, dict] = {
@@ -135,11 +135,11 @@ output.audios  # (4, 1, 4096) float32 audio by Griffin-Lim, at pipeline.sample_r
 ```
 """
 READERS = {"digits": "digit classifier", "butterflies": "butterfly reader", "clips": "sound reader"}
-SOUND_COLUMNS = """ "confident": root and timbre
+SOUND_COLUMNS = f""" "confident": root and timbre
 both read with probability >= 0.9; "read as minor": the share the reader hears as a minor arpeggio (the shipped
-model saw only major ones); "tonal": the share of clips (after Griffin-Lim) in which `librosa.pyin` hears a pitch
-in at least half the frames. The samples picture: 16 samples (DDIM 50 steps, seed 0), titled with what the reader
-reads."""
+model saw only major ones); "tonal": the share of clips (after Griffin-Lim; the first {N_TONAL} of each row) in
+which `librosa.pyin` hears a pitch in at least half the frames. The samples picture: 16 samples (DDIM 50 steps,
+seed 0), titled with what the reader reads."""
 
 
 def spectrogram_grid(folder: Path, n: int = 16, seed: int = 0):
@@ -360,13 +360,18 @@ def evaluate(name: str, folder: Path | None = None, n: int = 200, steps: int = 5
         from ..audio import clip_images
 
         scorer = metrics.train_sound_scorer()
+
+        def sound_row(images: torch.Tensor) -> dict:
+            # pyin takes ~0.4 s a clip: the tonal share is measured on the first N_TONAL clips of each row
+            return {**scorer.score(images, tonal=False), "tonal": metrics.tonal_share(images[:N_TONAL])}
+
         # the training family (major) and the fine-tuning family (minor), seeds the pipeline never saw
-        rows["major arpeggios (not in training)"] = scorer.score(clip_images(range(200_000, 200_000 + n), 7,
-                                                                             modes=("major",))[0])
-        rows["minor arpeggios"] = scorer.score(clip_images(range(200_000, 200_000 + n), 7, modes=("minor",))[0])
+        rows["major arpeggios (not in training)"] = sound_row(clip_images(range(200_000, 200_000 + n), 7,
+                                                                          modes=("major",))[0])
+        rows["minor arpeggios"] = sound_row(clip_images(range(200_000, 200_000 + n), 7, modes=("minor",))[0])
         x = ddim_samples(pipeline, n, steps, seed)
-        rows[f"samples (DDIM, {steps} steps)"] = scorer.score(x)
-        rows["uniform noise"] = scorer.score(noise)
+        rows[f"samples (DDIM, {steps} steps)"] = sound_row(x)
+        rows["uniform noise"] = sound_row(noise)
         read = [timbre for _, _, timbre in scorer.read(x)]
         rows[f"samples (DDIM, {steps} steps)"]["timbres read"] = {t: read.count(t) for t in sorted(set(read))}
     else:
