@@ -303,4 +303,5 @@ def plot_spectrograms(images: torch.Tensor | Sequence[Image.Image], titles: Sequ
         ax.set_xticks([0, 0.5, 1.0])
         ax.label_outer()
     fig.colorbar(mesh, ax=axes, format="%+.0f dB", shrink=0.8)
+    plt.close(fig)  # shown once, where the caller displays or returns it (not again by the inline backend)
     return fig
