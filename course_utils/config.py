@@ -148,6 +148,18 @@ SETTINGS: dict[str, dict[str, dict]] = {
                      max_train=None, batch_size=128, lr=1e-3, epochs=40, channels=(32, 64, 64), n_score=200,
                      steps_list=(1, 2, 4, 8, 16, 50), shipped_n=200, shipped_steps=(1, 2, 4, 8, 16, 50)),
     },
+    # Chapter 10: synthesised arpeggios as 32x32 mel spectrograms; a U-Net trained on them, the shipped
+    # audio-arpeggios-32, fine-tuned on minor arpeggios. full also loads the book's Hub pipeline and GTZAN (online).
+    "ch10": {
+        "small": dict(n_clips=64, batch_size=16, lr=1e-3, epochs=2, channels=(16, 32), attention=0, sample_steps=10,
+                      n_score=8, n_show=4, n_round_trip=4, ft_clips=32, ft_epochs=1, ft_lr=1e-3, online=False),
+        "cpu": dict(n_clips=1000, batch_size=32, lr=2e-3, epochs=6, channels=(16, 32, 64), attention=1,
+                    sample_steps=50, n_score=64, n_show=8, n_round_trip=32, ft_clips=256, ft_epochs=4, ft_lr=1e-3,
+                    online=False),
+        "full": dict(n_clips=4000, batch_size=64, lr=1e-3, epochs=20, channels=(32, 64, 128, 128), attention=1,
+                     sample_steps=50, n_score=200, n_show=8, n_round_trip=100, ft_clips=1000, ft_epochs=5,
+                     ft_lr=1e-3, online=True),
+    },
 }
 
 

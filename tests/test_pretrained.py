@@ -38,9 +38,9 @@ def test_each_pipeline_ships_whole_with_fp16_safetensors_and_a_card_from_its_run
         assert fact in card, fact
 
 
-def test_all_shipped_weights_stay_within_30_mb():
+def test_all_shipped_weights_stay_within_45_mb():
     total = sum(p.stat().st_size for p in pretrained.HERE.rglob("*") if p.is_file())
-    assert total <= 30e6, f"course_utils/pretrained holds {total / 1e6:.1f} MB"
+    assert total <= 45e6, f"course_utils/pretrained holds {total / 1e6:.1f} MB"
 
 
 @pytest.mark.parametrize("name", NAMES)

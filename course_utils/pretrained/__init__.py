@@ -41,13 +41,18 @@ MNIST_LAYOUT = dict(  # chapter 1's UNet2DModel
     down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
     up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
 )
+CPU_LAYOUT = dict(  # the CPU recipe's 32-px UNet2DModel (benchmarks/cpu_recipe.py)
+    layers_per_block=1, norm_num_groups=8, block_out_channels=(16, 32, 64, 128),
+    down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+)
 
 
 @dataclass(frozen=True)
 class Recipe:
     """How one shipped pipeline is made: its data, its UNet and the training script's flags."""
 
-    data: str  # "digits" or "butterflies"
+    data: str  # "digits", "butterflies" or "clips" (synthesised sound as mel spectrogram images, chapter 10)
     resolution: int
     unet: dict
     steps: int  # optimizer updates of the shipped run
@@ -94,15 +99,25 @@ RECIPES: dict[str, Recipe] = {
         data="butterflies", resolution=32, steps=4000,
         # The CPU recipe (benchmarks/cpu_recipe.py): 16 channels at full resolution make a step ~4x cheaper than
         # the first GPU run's (32, 64, 128, 128); the v target fixed its over-saturated backgrounds.
-        unet=dict(sample_size=32, in_channels=3, out_channels=3, layers_per_block=1, norm_num_groups=8,
-                  block_out_channels=(16, 32, 64, 128),
-                  down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-                  up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D")),
+        unet=dict(sample_size=32, in_channels=3, out_channels=3, **CPU_LAYOUT),
         flags=("--random_flip", "--train_batch_size", "64", "--learning_rate", "1e-3", "--lr_warmup_steps", "100"),
         description="unconditional 32x32 synthetic butterflies drawn by the course",
     ),
+    "audio-arpeggios-32": Recipe(
+        data="clips", resolution=32, steps=1200,
+        # butterflies-32's layout on one channel: a 32 mel bins x 32 frames spectrogram is a 32x32 grayscale image
+        unet=dict(sample_size=32, in_channels=1, out_channels=1, **CPU_LAYOUT),
+        # no --random_flip: a mirrored spectrogram plays backwards
+        flags=("--train_batch_size", "32", "--learning_rate", "1e-3", "--lr_warmup_steps", "100"),
+        description="one-second major arpeggios synthesised by the course (4 timbres, 12 roots) as 32x32 mel "
+        "spectrograms (4 kHz audio), heard with Griffin-Lim",
+        tags=("unconditional-audio-generation", "audio-diffusion"),
+    ),
 }
 N_BUTTERFLIES = 5000  # drawings in butterflies-32's training set
+N_CLIPS = 4000  # synthesised major arpeggios in audio-arpeggios-32's training set
+N_TONAL = 50  # clips per row whose tonal share (librosa.pyin) the audio card measures
+AUDIO = ("audio-arpeggios-32",)  # pipelines loaded as course_utils.audio.AudioDiffusion
 # Text-to-image pipelines: trained by course_utils.train_text_to_image with its defaults (flags listed here).
 TEXT_TO_IMAGE: dict[str, dict] = {
     "tiny-sd-butterflies": dict(
@@ -122,6 +137,35 @@ scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
 images = sample_with_guidance(pipeline.unet, scheduler, 50, labels=torch.arange(10), guidance_scale=1.5)
 ```
 """
+AUDIO_NOTE = """
+An audio pipeline: `load` returns a `course_utils.audio.AudioDiffusion`, called like diffusers' deprecated
+`AudioDiffusionPipeline` (DDIM, 50 steps by default); the folder is a plain `DDPMPipeline` (spectrogram images)
+plus `mel_config.json` (how the images map to sound).
+
+```python
+import torch
+output = pipeline(batch_size=4, generator=torch.Generator().manual_seed(0))
+output.images  # 32x32 mel spectrograms (low frequencies in the first row)
+output.audios  # (4, 1, 4096) float32 audio by Griffin-Lim, at pipeline.sample_rate (4,000 Hz)
+```
+"""
+READERS = {"digits": "digit classifier", "butterflies": "butterfly reader", "clips": "sound reader"}
+SOUND_COLUMNS = f""" "confident": root and timbre
+both read with probability >= 0.9; "read as minor": the share the reader hears as a minor arpeggio (the shipped
+model saw only major ones); "tonal": the share of clips (after Griffin-Lim; the first {N_TONAL} of each row) in
+which `librosa.pyin` hears a pitch in at least half the frames. The samples picture: 16 samples (DDIM 50 steps,
+seed 0), titled with what the reader reads."""
+
+
+def spectrogram_grid(folder: Path, n: int = 16, seed: int = 0):
+    """A figure of ``n`` samples of the audio pipeline in ``folder``, each titled with what the sound reader reads."""
+    from .. import metrics
+    from ..audio import AudioDiffusion, plot_spectrograms
+
+    pipeline = AudioDiffusion.from_pretrained(folder)
+    x = pipeline.generate(n, torch.Generator().manual_seed(seed))
+    titles = [f"{root} {mode}, {timbre}" for root, mode, timbre in metrics.train_sound_scorer().read(x)]
+    return plot_spectrograms(x, titles, spec=pipeline.mel)
 
 
 def path(name: str) -> Path:
@@ -141,6 +185,10 @@ def load(name: str, device: torch.device | str = "cpu"):
     folder = path(name)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{folder} holds no pipeline; run `python -m course_utils.pretrained --retrain {name}`")
+    if name in AUDIO:
+        from ..audio import AudioDiffusion
+
+        return AudioDiffusion.from_pretrained(folder).to(device)
     if name in TEXT_TO_IMAGE:
         from diffusers import StableDiffusionPipeline
 
@@ -187,6 +235,10 @@ def write_training_data(recipe: Recipe, folder: Path) -> Path:
     from .. import data
     from ..files import atomic_folder
 
+    if recipe.data == "clips":  # major arpeggios only: the minor ones are chapter 10's fine-tuning family
+        from ..audio import write_clip_folder
+
+        return write_clip_folder(folder, N_CLIPS, modes=("major",))
     if folder.is_dir():
         return folder
     with atomic_folder(folder) as tmp:
@@ -200,7 +252,7 @@ def write_training_data(recipe: Recipe, folder: Path) -> Path:
             for i in range(N_BUTTERFLIES):
                 data.synthetic_butterfly(i, recipe.resolution).save(tmp / f"butterfly_{i:05d}.png")
         else:
-            raise ValueError(f"recipe data {recipe.data!r}: use 'digits' or 'butterflies'")
+            raise ValueError(f"recipe data {recipe.data!r}: use 'digits', 'butterflies' or 'clips'")
     return folder
 
 
@@ -255,6 +307,10 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     with atomic_folder(out, replace=True) as tmp:
         pipeline = DDPMPipeline.from_pretrained(run_dir, use_safetensors=True, dtype=torch.float16)
         pipeline.save_pretrained(tmp, safe_serialization=True)
+        if recipe.data == "clips":
+            from ..audio import SPECTROGRAM
+
+            SPECTROGRAM.save(tmp)
         if (run_dir / "class_names.json").is_file():
             shutil.copy(run_dir / "class_names.json", tmp / "class_names.json")
         grids = sorted((run_dir / "samples").glob("epoch_*.png"))
@@ -345,6 +401,24 @@ def evaluate(name: str, folder: Path | None = None, n: int = 200, steps: int = 5
         else:
             rows[f"samples (DDIM, {steps} steps)"] = scorer.score(ddim_samples(pipeline, n, steps, seed))
         rows["uniform noise"] = scorer.score(noise)
+    elif recipe.data == "clips":
+        from ..audio import clip_images
+
+        scorer = metrics.train_sound_scorer()
+
+        def sound_row(images: torch.Tensor) -> dict:
+            # pyin takes ~0.4 s a clip: the tonal share is measured on the first N_TONAL clips of each row
+            return {**scorer.score(images, tonal=False), "tonal": metrics.tonal_share(images[:N_TONAL])}
+
+        # the training family (major) and the fine-tuning family (minor), seeds the pipeline never saw
+        rows["major arpeggios (not in training)"] = sound_row(clip_images(range(200_000, 200_000 + n), 7,
+                                                                          modes=("major",))[0])
+        rows["minor arpeggios"] = sound_row(clip_images(range(200_000, 200_000 + n), 7, modes=("minor",))[0])
+        x = ddim_samples(pipeline, n, steps, seed)
+        rows[f"samples (DDIM, {steps} steps)"] = sound_row(x)
+        rows["uniform noise"] = sound_row(noise)
+        read = [timbre for _, _, timbre in scorer.read(x)]
+        rows[f"samples (DDIM, {steps} steps)"]["timbres read"] = {t: read.count(t) for t in sorted(set(read))}
     else:
         scorer = metrics.train_butterfly_scorer()
         drawn = metrics.drawn_butterflies(range(200_000, 200_000 + n), size=recipe.resolution)
@@ -369,8 +443,12 @@ def write_card(name: str, folder: Path | None = None) -> Path:
     record = json.loads((folder / "training.json").read_text())
     scores = evaluate(name, folder)
     recipe = RECIPES[name]
+    if recipe.data == "clips":
+        spectrogram_grid(folder).savefig(folder / "samples.png", dpi=100)
     table = _table(scores)
     minutes, resumed = record["seconds"] / 60, _resumed(record)
+    notes = ((CONDITIONAL_NOTE if recipe.conditional else "") + (FLOW_NOTE if recipe.prediction_type == "flow" else "")
+             + (AUDIO_NOTE if recipe.data == "clips" else ""))
     description = f"""The diffusion course's own `{name}` pipeline: {recipe.description}. It ships inside the course
 package so that every chapter works offline and on a CPU.
 
@@ -378,7 +456,7 @@ package so that every chapter works offline and on a CPU.
 from course_utils import pretrained
 pipeline = pretrained.load("{name}")  # offline, weights upcast to float32
 ```
-{CONDITIONAL_NOTE if recipe.conditional else ""}{FLOW_NOTE if recipe.prediction_type == "flow" else ""}
+{notes}
 ## Training
 
 - Command: `{record["command"]}`, which runs the course's training script:
@@ -393,8 +471,8 @@ pipeline = pretrained.load("{name}")  # offline, weights upcast to float32
 
 {scores["n"]} images per row, samples by {scores["sampler"]}; computed on {scores["device"]} in
 {scores["seconds"]} s, {scores["date"]} (`python -m course_utils.pretrained --card {name} --in_place` recomputes
-this). Frechet distances are in the feature space of the course's own {"digit classifier" if recipe.data == "digits"
-else "butterfly reader"} (lower is better; compare equal image counts).
+this). Frechet distances are in the feature space of the course's own {READERS[recipe.data]} (lower is better;
+compare equal image counts).{SOUND_COLUMNS if recipe.data == "clips" else ""}
 
 {chr(10).join(table)}
 
