@@ -24,6 +24,8 @@ from pathlib import Path
 
 import nbformat
 
+from .run_course import _write_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 HEADING = re.compile(r"(#{1,3}) ")
@@ -116,7 +118,7 @@ def mark(path: Path, check: bool = False) -> bool:
         cell.metadata["slideshow"] = {"slide_type": kind}
     new = nbformat.writes(nb) + "\n"  # what notebooks/zh/sync.py writes too
     if new != text and not check:
-        path.write_text(new, encoding="utf-8")
+        _write_atomic(path, new)
     return new != text
 
 
