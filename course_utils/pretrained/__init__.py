@@ -117,7 +117,6 @@ RECIPES: dict[str, Recipe] = {
 N_BUTTERFLIES = 5000  # drawings in butterflies-32's training set
 N_CLIPS = 4000  # synthesised major arpeggios in audio-arpeggios-32's training set
 N_TONAL = 50  # clips per row whose tonal share (librosa.pyin) the audio card measures
-AUDIO = ("audio-arpeggios-32",)  # pipelines loaded as course_utils.audio.AudioDiffusion
 # Text-to-image pipelines: trained by course_utils.train_text_to_image with its defaults (flags listed here).
 TEXT_TO_IMAGE: dict[str, dict] = {
     "tiny-sd-butterflies": dict(
@@ -185,7 +184,7 @@ def load(name: str, device: torch.device | str = "cpu"):
     folder = path(name)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{folder} holds no pipeline; run `python -m course_utils.pretrained --retrain {name}`")
-    if name in AUDIO:
+    if name in RECIPES and RECIPES[name].data == "clips":  # sound: a course_utils.audio.AudioDiffusion
         from ..audio import AudioDiffusion
 
         return AudioDiffusion.from_pretrained(folder).to(device)
@@ -334,6 +333,7 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
 def _where(out: Path, name: str) -> str:
     """The flag that sent a retrained pipeline where it went, as the command line showed it."""
     return " --in_place" if Path(out).resolve() == path(name) else " --out <folder>"
+
 
 def _time_before_resuming(run_dir: Path) -> tuple[int, float] | None:
     """(step, seconds) of an interrupted run: its newest checkpoint's step, and the time from the run's start
