@@ -1,4 +1,4 @@
-"""Writing folders safely (all or nothing) and showing what is inside one."""
+"""Writing files and folders safely (all or nothing) and showing what is inside a folder."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file beside it, so a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import pretrained
 from .config import PROFILES
-from .run_course import _write_atomic
+from .files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = {"README.md": "en", "README.zh-CN.md": "zh"}
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         file = ROOT / name
         text = file.read_text(encoding="utf-8")
         if render(text, lang) != text:
-            _write_atomic(file, render(text, lang))
+            write_text_atomic(file, render(text, lang))
             print(f"updated {name}")
     return 0
 

@@ -20,13 +20,7 @@ from nbconvert import HTMLExporter
 from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
 
 from .config import PROFILES
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+from .files import write_text_atomic
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,9 +57,9 @@ def run_notebook(path: Path, out: Path, timeout: int | None = None) -> tuple[flo
     except DeadKernelError:
         error = "the kernel died (out of memory?); try a smaller --profile"
     seconds = time.perf_counter() - start
-    _write_atomic(out / path.name, nbformat.writes(nb))
+    write_text_atomic(out / path.name, nbformat.writes(nb))
     html, _ = HTMLExporter().from_notebook_node(nb)
-    _write_atomic(out / f"{path.stem}.html", html)
+    write_text_atomic(out / f"{path.stem}.html", html)
     return seconds, error
 
 
@@ -91,7 +85,7 @@ def update_record(file: Path, record: dict) -> dict:
                 "seconds": r["seconds"], "date": record["date"], "device": record["device"],
                 "machine": record["machine"], "load": r["load"], "source": "course_utils.run_course --record"}
     kept["notebooks"] = dict(sorted(kept["notebooks"].items()))
-    _write_atomic(file, json.dumps(kept, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(file, json.dumps(kept, indent=1, ensure_ascii=False) + "\n")
     return kept
 
 
@@ -186,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": date.today().isoformat(),
         "results": results,
     }
-    _write_atomic(args.out / f"timings-{profile}.json", json.dumps(record, indent=2))
+    write_text_atomic(args.out / f"timings-{profile}.json", json.dumps(record, indent=2))
     if args.record is not None:
         update_record(args.record / f"timings-{profile}.json", record)
     print(f"\n| notebook | {profile} profile, {record['device']} |\n|---|---|")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from .run_course import _write_atomic
+from .files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -118,7 +118,7 @@ def mark(path: Path, check: bool = False) -> bool:
         cell.metadata["slideshow"] = {"slide_type": kind}
     new = nbformat.writes(nb) + "\n"  # what notebooks/zh/sync.py writes too
     if new != text and not check:
-        _write_atomic(path, new)
+        write_text_atomic(path, new)
     return new != text
 
 
