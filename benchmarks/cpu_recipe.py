@@ -29,9 +29,10 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.training_utils import EMAModel
 
-from course_utils.data import load_mnist
+from course_utils.data import DeviceBatches, load_mnist
+from course_utils.diffusion import make_unet, train_ddpm
 from course_utils.metrics import drawn_butterflies, train_butterfly_scorer, train_digit_scorer
-from course_utils.training import DeviceBatches, make_unet, sample_ddpm, train_ddpm
+from course_utils.sampling import sample_ddpm
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from datetime import date
 import torch
 from tiny_sd_sizes import step_seconds  # noqa: E402  (benchmarks/ is the script's folder)
 
+from course_utils.diffusion import make_unet
 from course_utils.train_unconditional import default_unet
-from course_utils.training import make_unet
 
 CANDIDATES = [  # (name, channels, layers per block, attention levels)
     ("(32, 64), 2 layers, attention at 8x8 (the default before 2026-11-29)", (32, 64), 2, 1),

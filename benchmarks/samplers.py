@@ -24,10 +24,10 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel
 
-from course_utils.data import data_dir, load_mnist
+from course_utils.data import DeviceBatches, data_dir, load_mnist
+from course_utils.diffusion import train_ddpm
 from course_utils.files import atomic_folder
 from course_utils.metrics import train_digit_scorer
-from course_utils.training import DeviceBatches, train_ddpm
 
 # The cosine schedule's last timestep has alpha_bar ~ 2e-9: DPM-Solver's data prediction there divides by
 # sqrt(alpha_bar) and its first step blows up. With the default "linspace" spacing the solver starts at

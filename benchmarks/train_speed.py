@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch.utils.data import DataLoader
 
-from course_utils.data import load_butterflies, with_preprocessing
-from course_utils.training import DeviceBatches, decode_images, make_unet, train_ddpm
+from course_utils.data import DeviceBatches, decode_images, load_butterflies, with_preprocessing
+from course_utils.diffusion import make_unet, train_ddpm
 
 MODELS = {  # name: (channels, layers_per_block, attention levels)
     "full": ((64, 128, 128, 256), 2, 2),  # chapter 3's published model, 32 px

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -345,3 +346,61 @@ __all__ = [
     "use_offline_data",
     "with_preprocessing",
 ]
+
+
+# ---- Training batches on the device (chapter 3's fast path, chapter 5's script) -----------------------------
+
+
+def decode_images(images: Iterable, size: int) -> torch.Tensor:
+    """Decode, convert to RGB and resize PIL images once, into one (N, 3, size, size) uint8 tensor.
+
+    The same pixels chapter 3's ``Resize`` + ``ToTensor`` give, computed once instead of every epoch.
+    """
+    from torchvision.transforms import functional as TF
+
+    from .imagefolder import to_rgb
+
+    return torch.stack([TF.pil_to_tensor(TF.resize(to_rgb(im), [size, size])) for im in images])
+
+
+class DeviceBatches:
+    """Shuffled training batches drawn from a uint8 image tensor kept on the device; flips done on the device.
+
+    Iterating gives float batches in [-1, 1] (channels_last), one epoch per iteration, with no host work
+    beyond launching kernels: the fast path's replacement for ``DataLoader`` + ``set_transform``.
+    With ``rank`` and ``world`` (several processes), every process draws the same shuffled order and takes
+    its own share of the batches, the same number each so that no process waits for a missing step.
+    With ``labels`` (one per image), each batch is an ``(images, labels)`` pair.
+    """
+
+    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device | str, flip: bool = True,
+                 seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1,
+                 labels: torch.Tensor | None = None):
+        self.images = images.to(device)
+        self.labels = labels.to(device) if labels is not None else None
+        self.batch_size, self.flip, self.shuffle, self.rank, self.world = batch_size, flip, shuffle, rank, world
+        self.seed = seed
+        self.order_generator = torch.Generator(self.images.device).manual_seed(seed)  # same in every process
+        self.flip_generator = torch.Generator(self.images.device).manual_seed(seed + 1 + rank)
+
+    def __len__(self) -> int:
+        batches = -(-len(self.images) // self.batch_size)
+        return batches if self.world == 1 else batches // self.world
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fix the shuffled order of ``epoch`` (so a resumed run sees the order it would have seen)."""
+        self.order_generator.manual_seed(self.seed + epoch)
+
+    def __iter__(self):
+        n = len(self.images)
+        order = (torch.randperm(n, device=self.images.device, generator=self.order_generator) if self.shuffle
+                 else torch.arange(n, device=self.images.device))
+        chunks = order.split(self.batch_size)[self.rank::self.world][: len(self)]
+        for idx in chunks:
+            x = self.images[idx].float().div_(127.5).sub_(1)
+            if self.flip:
+                mask = torch.rand(len(x), 1, 1, 1, device=x.device, generator=self.flip_generator) < 0.5
+                x = torch.where(mask, x.flip(-1), x)
+            x = x.contiguous(memory_format=torch.channels_last)
+            yield x if self.labels is None else (x, self.labels[idx])
+

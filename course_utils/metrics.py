@@ -361,7 +361,7 @@ def quality_by_steps(scorer: DigitScorer, unet, scheduler, steps: Sequence[int],
     ``score``'s numbers plus the Frechet distance's bootstrap spread (``frechet_spread``) and the seconds taken."""
     import time
 
-    from .training import sample_ddpm
+    from .sampling import sample_ddpm
 
     rows = {}
     for k in tqdm(steps, desc="steps", leave=False):

@@ -54,8 +54,10 @@ from diffusers.training_utils import EMAModel, compute_density_for_timestep_samp
 from torchvision import transforms
 from tqdm.auto import tqdm
 
+from .data import DeviceBatches
+from .diffusion import ddpm_target, flow_matching_inputs, make_unet
 from .imagefolder import IMAGE_EXTENSIONS, BadImagesError, to_rgb
-from .training import DeviceBatches, ddpm_target, flow_matching_inputs, make_unet, sample_with_guidance
+from .sampling import sample_with_guidance
 from .viz import make_grid
 
 CHECKPOINT_PREFIX = "checkpoint-"

@@ -4,15 +4,9 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from course_utils.training import (
-    add_lora,
-    ddim_step,
-    make_unet,
-    predicted_x0_and_noise,
-    sample_ddpm,
-    sample_with_loss_guidance,
-    train_ddpm,
-)
+from course_utils.diffusion import make_unet, train_ddpm
+from course_utils.lora import add_lora
+from course_utils.sampling import ddim_step, predicted_x0_and_noise, sample_ddpm, sample_with_loss_guidance
 
 
 def tiny_unet(**kwargs) -> UNet2DModel:

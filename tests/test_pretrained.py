@@ -140,7 +140,7 @@ def test_in_place_goes_with_a_name_and_not_with_another_out(tmp_path, capsys):
 def test_digits_28_flow_is_sampled_by_the_plain_loop_in_4_steps(digit_scorer):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from course_utils.training import flow_sigmas
+    from course_utils.diffusion import flow_sigmas
 
     pipeline = pretrained.load("digits-28-flow")
     unet, scheduler = pipeline.unet, pipeline.scheduler

@@ -8,8 +8,8 @@ from diffusers import DDPMPipeline
 from huggingface_hub import ModelCard
 
 from course_utils import hub
+from course_utils.diffusion import tiny_butterfly_pipeline
 from course_utils.files import atomic_folder, folder_tree, human_size, save_pipeline
-from course_utils.training import tiny_butterfly_pipeline
 
 
 @pytest.fixture(scope="module")

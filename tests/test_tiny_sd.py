@@ -9,7 +9,7 @@ from diffusers import DDIMScheduler
 
 from course_utils import metrics, pretrained, tiny_sd, train_text_to_image
 from course_utils.data import BACKGROUNDS, WING_COLOURS, butterfly_attributes
-from course_utils.training import ddim_invert, ddim_regenerate
+from course_utils.sampling import ddim_invert, ddim_regenerate
 
 
 @pytest.fixture(scope="module")

@@ -131,7 +131,7 @@ none, so sample it with classifier-free guidance:
 ```python
 import torch
 from diffusers import DDIMScheduler
-from course_utils.training import sample_with_guidance
+from course_utils.sampling import sample_with_guidance
 scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
 images = sample_with_guidance(pipeline.unet, scheduler, 50, labels=torch.arange(10), guidance_scale=1.5)
 ```
@@ -179,7 +179,7 @@ def load(name: str, device: torch.device | str = "cpu"):
     ``DDPMPipeline``, or a ``StableDiffusionPipeline`` for ``tiny-sd-butterflies``.
 
     A class-conditioned model comes as the same pipeline container (``.unet``, ``.scheduler``); sample it with
-    ``course_utils.training.sample_with_guidance`` since ``DDPMPipeline.__call__`` passes no class labels.
+    ``course_utils.sampling.sample_with_guidance`` since ``DDPMPipeline.__call__`` passes no class labels.
     """
     folder = path(name)
     if not (folder / "model_index.json").is_file():
@@ -357,7 +357,8 @@ def ddim_samples(pipeline: DDPMPipeline, n: int, steps: int = 50, seed: int = 0,
     if ``labels`` are given)."""
     from diffusers import DDIMScheduler
 
-    from ..training import is_flow, sample_ddpm, sample_with_guidance
+    from ..diffusion import is_flow
+    from ..sampling import sample_ddpm, sample_with_guidance
 
     device = device or pipeline.device
     scheduler = (pipeline.scheduler if is_flow(pipeline.scheduler) else

@@ -4,7 +4,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from course_utils.training import ddpm_target, min_snr_weights, sample_ddpm, train_ddpm
+from course_utils.diffusion import ddpm_target, min_snr_weights, train_ddpm
+from course_utils.sampling import sample_ddpm
 
 
 def tiny_unet():
@@ -41,8 +42,7 @@ def test_decoded_once_equals_the_lazy_preprocessing():
     from PIL import Image
     from torch.utils.data import DataLoader
 
-    from course_utils.data import with_preprocessing
-    from course_utils.training import DeviceBatches, decode_images
+    from course_utils.data import DeviceBatches, decode_images, with_preprocessing
     rng = np.random.default_rng(0)  # random pixels: no picture is its own mirror image
     pictures = [Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)) for _ in range(6)]
     lazy = with_preprocessing(Dataset.from_dict({"image": pictures}), image_size=16, flip=False)
@@ -57,7 +57,7 @@ def test_decoded_once_equals_the_lazy_preprocessing():
 
 
 def test_fast_path_gives_the_same_losses_as_the_plain_loop():
-    from course_utils.training import DeviceBatches
+    from course_utils.data import DeviceBatches
 
     torch.manual_seed(0)
     images = (torch.rand(32, 1, 8, 8) * 255).to(torch.uint8)
@@ -122,7 +122,7 @@ def test_lr_scheduler_and_snr_gamma_reach_the_training_step():
 
 
 def test_classifier_free_guidance_at_scale_1_and_0_is_the_conditional_and_unconditional_model():
-    from course_utils.training import sample_with_guidance
+    from course_utils.sampling import sample_with_guidance
 
     torch.manual_seed(0)
     unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
@@ -149,7 +149,7 @@ def test_classifier_free_guidance_at_scale_1_and_0_is_the_conditional_and_uncond
 def test_flow_matching_inputs_are_the_straight_line_its_velocity_and_sigma_times_1000():
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from course_utils.training import flow_matching_inputs
+    from course_utils.diffusion import flow_matching_inputs
 
     x0, eps = torch.full((2, 1, 4, 4), 0.5), torch.ones(2, 1, 4, 4)
     noisy, target, t = flow_matching_inputs(x0, eps, torch.tensor([0.25, 1.0]))
@@ -186,7 +186,7 @@ def test_train_ddpm_with_a_flow_scheduler_takes_the_flow_matching_loss():
 def test_an_euler_step_by_hand_is_the_flow_scheduler_step_and_sample_ddpm_runs_it():
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from course_utils.training import flow_sigmas
+    from course_utils.diffusion import flow_sigmas
 
     s = FlowMatchEulerDiscreteScheduler(shift=3.0)
     s.set_timesteps(4)
