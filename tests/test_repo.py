@@ -39,8 +39,11 @@ def test_notebook_opens_and_closes_like_a_lecture(path):
     assert first.startswith(title), "first cell: the title"
     assert learn in first
     assert "colab.research.google.com/github/" in first and path.name in first, "Open-in-Colab badge for this file"
-    last = "".join(cells[-1]["source"])
-    assert cells[-1]["cell_type"] == "markdown" and summary in last and exercises in last
+    headings = [(i, line) for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                for line in "".join(c["source"]).splitlines() if line.startswith("## ")]
+    at = {line.strip(): i for i, line in headings}
+    assert summary in at and exercises in at, f"a {summary!r} and an {exercises!r} section"
+    assert at[summary] <= at[exercises] == max(i for i, _ in headings), "the summary, then the exercises, last"
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     assert any("google.colab" in c for c in code), "a setup cell for Colab"
     assert any("chapter_config(" in c for c in code), "a config cell reading the active profile"
@@ -76,3 +79,10 @@ def test_ci_runs_the_readme_test_command():
     readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make course" in readme
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_every_diagram_is_embedded_in_the_notebooks_that_show_it():
+    result = subprocess.run([sys.executable, str(ROOT / "images" / "embed.py"), "--check"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, "run python images/embed.py:\n" + result.stdout + result.stderr
+

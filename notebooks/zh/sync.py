@@ -60,6 +60,8 @@ def build_twin(
         result.cells[i] = nbformat.v4.new_markdown_cell(
             zh.source, id=cell.id, metadata={**copy.deepcopy(cell.metadata), "translation": dict(record)}
         )
+        if "attachments" in zh:  # its diagrams (images/embed.py writes them)
+            result.cells[i].attachments = copy.deepcopy(zh.attachments)
     kept = {c.id for c in result.cells}
     report["dropped"] = [cell_id for cell_id in old if cell_id not in kept]
     return result, report
