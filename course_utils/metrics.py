@@ -127,6 +127,15 @@ class DigitScorer:
         return float(np.std(draws))
 
 
+def score_spread(scorer, images: torch.Tensor, rounds: int = 30, seed: int = 0, **options) -> dict[str, float]:
+    """The uncertainty of ``scorer.score(images, **options)``: each number's standard deviation over ``rounds``
+    bootstrap resamples (with replacement) of the images — print it beside the score (``0.62 ± 0.05``)."""
+    rng = np.random.default_rng(seed)
+    draws = [scorer.score(images[torch.from_numpy(rng.integers(0, len(images), len(images)))], **options)
+             for _ in range(rounds)]
+    return {key: float(np.std([d[key] for d in draws])) for key in draws[0]}
+
+
 def _cached(kind: str, key: dict, cls: type, train: Callable[[], Any]) -> Any:
     """A scorer trained before with the same settings and the same code (loaded in a blink), or a new one.
 

@@ -103,3 +103,14 @@ def test_scorers_are_cached_by_settings_and_code_and_a_damaged_cache_is_retraine
         repaired = train_digit_scorer(epochs=1)
     assert any("training it again" in str(w.message) for w in caught)
     assert repaired.score(x) == first.score(x)
+
+
+def test_score_spread_is_the_bootstrap_uncertainty_of_every_score(butterfly_scorer):
+    from course_utils.metrics import score_spread
+
+    drawn = drawn_butterflies(range(5000, 5064))
+    spread = score_spread(butterfly_scorer, drawn, rounds=10)
+    assert set(spread) == set(butterfly_scorer.score(drawn)), "one spread per number the score gives"
+    assert spread["frechet"] > 0, "resampling 64 images moves the Frechet distance"
+    half = torch.cat([drawn[:32], torch.rand(32, 3, 32, 32)])
+    assert score_spread(butterfly_scorer, half, rounds=10)["confident"] > 0.02, "a half-right set has a spread"
