@@ -129,3 +129,23 @@ def test_butterfly_attributes_name_what_is_drawn():
     for i in range(10):
         corner = np.array(data.synthetic_butterfly(i, 32).getpixel((0, 0)))
         assert np.abs(corner - data.BACKGROUNDS[attrs[i].background]).max() <= 12, (i, corner)
+
+
+def test_decoded_once_equals_the_lazy_preprocessing():
+    import numpy as np
+    from datasets import Dataset
+    from PIL import Image
+    from torch.utils.data import DataLoader
+
+    from course_utils.data import DeviceBatches, decode_images, with_preprocessing
+    rng = np.random.default_rng(0)  # random pixels: no picture is its own mirror image
+    pictures = [Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)) for _ in range(6)]
+    lazy = with_preprocessing(Dataset.from_dict({"image": pictures}), image_size=16, flip=False)
+    plain = torch.cat([b["images"] for b in DataLoader(lazy, batch_size=4)])
+    fast = torch.cat(list(DeviceBatches(decode_images(pictures, 16), 4, "cpu", flip=False, shuffle=False)))
+    assert fast.shape == plain.shape == (6, 3, 16, 16)
+    assert torch.allclose(fast, plain, atol=1e-6)
+    flipped = torch.cat(list(DeviceBatches(decode_images(pictures, 16), 6, "cpu", flip=True, shuffle=False, seed=1)))
+    mirrored = [torch.equal(f, p.flip(-1)) for f, p in zip(flipped, plain, strict=True)]
+    assert all(m or torch.equal(f, p) for m, f, p in zip(mirrored, flipped, plain, strict=True))
+    assert any(mirrored) and not all(mirrored)  # seed 1 flips some of the six, not all

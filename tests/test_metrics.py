@@ -1,10 +1,21 @@
+"""course_utils.metrics: the digit classifier, the butterfly reader and the sound reader, their cache, the
+Frechet distance and the spread of a score."""
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
+from course_utils import audio, metrics, tiny_sd
 from course_utils.data import butterfly_attributes, digits_28
-from course_utils.metrics import drawn_butterflies, frechet_distance, train_butterfly_scorer, train_digit_scorer
+from course_utils.metrics import (
+    drawn_butterflies,
+    frechet_distance,
+    train_butterfly_scorer,
+    train_digit_scorer,
+    train_sound_scorer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +37,20 @@ def test_real_digits_score_far_better_than_noise_and_blur(scorer):
     assert r["frechet"] * 10 < b["frechet"] and r["frechet"] * 20 < n["frechet"]
 
 
-def test_scorer_is_deterministic():
+def trained_twice(train, tmp_path, monkeypatch) -> list:
+    """Two scorers from ``train()``, each trained from scratch: each call gets an empty cache of its own."""
+    scorers = []
+    for run in ("first", "second"):
+        monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / run))
+        scorers.append(train())
+        assert len(list((tmp_path / run / "scorers").glob("*.pt"))) == 1, "trained here, not loaded from elsewhere"
+    return scorers
+
+
+def test_scorer_is_deterministic(tmp_path, monkeypatch):
     x = digits_28("test").tensors[0][:50]
-    assert train_digit_scorer(epochs=2).score(x) == train_digit_scorer(epochs=2).score(x)
+    first, second = trained_twice(lambda: train_digit_scorer(epochs=2), tmp_path, monkeypatch)
+    assert first.score(x) == second.score(x)
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero_and_grows_with_shift():
@@ -70,10 +92,11 @@ def test_wing_probabilities_are_differentiable(butterfly_scorer):
     assert probs.shape == (2, 8) and x.grad.abs().sum() > 0
 
 
-def test_butterfly_scorer_is_deterministic():
+def test_butterfly_scorer_is_deterministic(tmp_path, monkeypatch):
     x = drawn_butterflies(range(200_000, 200_050))
-    kwargs = {"n_train": 200, "n_reference": 50, "epochs": 1}
-    assert train_butterfly_scorer(**kwargs).score(x) == train_butterfly_scorer(**kwargs).score(x)
+    first, second = trained_twice(lambda: train_butterfly_scorer(n_train=200, n_reference=50, epochs=1), tmp_path,
+                                  monkeypatch)
+    assert first.score(x) == second.score(x)
 
 
 def test_butterfly_score_rejects_wrong_shapes(butterfly_scorer):
@@ -114,3 +137,39 @@ def test_score_spread_is_the_bootstrap_uncertainty_of_every_score(butterfly_scor
     assert spread["frechet"] > 0, "resampling 64 images moves the Frechet distance"
     half = torch.cat([drawn[:32], torch.rand(32, 3, 32, 32)])
     assert score_spread(butterfly_scorer, half, rounds=10)["confident"] > 0.02, "a half-right set has a spread"
+
+
+def test_butterfly_mask_finds_the_butterfly_not_the_background():
+    drawn, _ = tiny_sd.held_out_drawings(8)
+    mask = metrics.butterfly_mask(drawn)
+    assert mask.shape == (8, 32, 32)
+    assert (mask[:, 12:20, 14:18].float().mean() > 0.8) and mask[:, 2:5, 2:5].float().mean() < 0.05
+    plain = torch.ones(1, 3, 32, 32) * 0.5
+    assert not metrics.butterfly_mask(plain).any()
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return train_sound_scorer()
+
+
+def test_the_reader_reads_held_out_clips(reader):
+    assert min(reader.root_accuracy, reader.mode_accuracy, reader.timbre_accuracy) >= 0.95
+    x, clips = audio.clip_images(range(500_000, 500_064), seed=11)  # neither its training nor its reference clips
+    read = reader.read(x)
+    for i, what in enumerate(("root", "mode", "timbre")):
+        truth = [(audio.NOTE_NAMES[c.root], c.mode, c.timbre)[i] for c in clips]
+        right = np.mean([r[i] == t for r, t in zip(read, truth, strict=True)])
+        assert right >= 0.9, (what, right)
+
+
+def test_the_reader_tells_real_clips_from_noise(reader):
+    real, _ = audio.clip_images(range(600_000, 600_024), seed=12)
+    spec = audio.SPECTROGRAM
+    noise = torch.rand(24, 1, spec.y_res, spec.x_res, generator=torch.Generator().manual_seed(0))
+    r, n = reader.score(real), reader.score(noise)
+    assert r["confident"] >= 0.9 and n["confident"] <= 0.1
+    assert r["tonal"] >= 0.9 and n["tonal"] <= 0.1
+    assert r["frechet"] * 5 < n["frechet"]
+    with pytest.raises(ValueError, match="spectrogram images"):
+        reader.score(torch.rand(4, 3, 32, 32))

@@ -154,3 +154,18 @@ def test_digits_28_flow_is_sampled_by_the_plain_loop_in_4_steps(digit_scorer):
     assert scores["frechet"] < FRECHET_4 and scores["classes"] >= 8, scores
     images = pipeline(batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(0)).images
     assert len(images) == 2 and images[0].size == (28, 28)  # the ordinary pipeline samples it too
+
+
+def test_retrain_of_the_text_to_image_pipeline_writes_fp16_weights_and_the_record_of_its_run(tmp_path):
+    tiny = ("--num_images", "16", "--vae_steps", "4", "--max_train_steps", "4", "--vae_batch_size", "4")
+    out = pretrained.retrain("tiny-sd-butterflies", steps=2, work_dir=tmp_path / "work", out=tmp_path / "out",
+                             card=False, extra_args=(*tiny, "--checkpointing_steps", "1000"))
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps"] == 2 and record["vae_steps"] == 4 and record["training_images"] == 16
+    assert str(tmp_path) not in record["script_command"] and "<run>" in record["script_command"]
+    from safetensors import safe_open
+
+    for part, dtype in (("vae", "F16"), ("unet", "F16"), ("text_encoder", "F32")):  # see retrain_text_to_image
+        file = next((out / part).glob("*.safetensors"))
+        with safe_open(file, "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {dtype}, part
