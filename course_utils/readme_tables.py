@@ -21,6 +21,7 @@ from pathlib import Path
 from . import pretrained
 from .config import PROFILES
 from .files import write_text_atomic
+from .pretrained import cards
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = {"README.md": "en", "README.zh-CN.md": "zh"}
@@ -72,7 +73,7 @@ def _training(record: dict) -> str:
 
 def _scores(row: dict) -> str:
     """A row of a card's scores, as the card's own table writes each number."""
-    return ", ".join(f"{k} {pretrained._cell(v, k)}" for k, v in row.items() if not isinstance(v, dict))
+    return ", ".join(f"{k} {cards.cell(v, k)}" for k, v in row.items() if not isinstance(v, dict))
 
 
 def _quality(scores: dict) -> str:
@@ -80,7 +81,7 @@ def _quality(scores: dict) -> str:
     samples = {k: v for k, v in scores["rows"].items() if k.startswith("samples")}
     others = {k: v for k, v in scores["rows"].items() if k not in samples}
     lines = [f"{label}: {_scores(row)}" for label, row in samples.items()]
-    refs = [f"{label} {pretrained._cell(row['frechet'])}" for label, row in others.items() if "frechet" in row]
+    refs = [f"{label} {cards.cell(row['frechet'])}" for label, row in others.items() if "frechet" in row]
     if refs:
         lines.append("frechet of " + ", ".join(refs))
     how = ", ".join(str(x) for x in (f"{scores['n']} images" if "n" in scores else None, scores.get("sampler")) if x)

@@ -38,6 +38,15 @@ def test_each_pipeline_ships_whole_with_fp16_safetensors_and_a_card_from_its_run
         assert fact in card, fact
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_each_shipped_card_is_what_the_card_templates_make_of_its_record_and_scores(name):
+    from course_utils.pretrained.cards import card_text
+
+    folder = pretrained.path(name)
+    record, scores = (json.loads((folder / file).read_text()) for file in ("training.json", "scores.json"))
+    assert (folder / "README.md").read_text() == card_text(name, record, scores), "rewrite it: --card NAME --in_place"
+
+
 def test_all_shipped_weights_stay_within_45_mb():
     total = sum(p.stat().st_size for p in pretrained.HERE.rglob("*") if p.is_file())
     assert total <= 45e6, f"course_utils/pretrained holds {total / 1e6:.1f} MB"

@@ -1,0 +1,193 @@
+"""Training a shipped pipeline again with its recipe: its data, the training script's command line, the run, and
+the fp16 pipeline folder with ``training.json`` (the run's record the card is written from)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+from diffusers import DDPMPipeline
+from PIL import Image
+
+from . import path
+from .recipes import COMMON, N_BUTTERFLIES, N_CLIPS, RECIPES, Recipe
+
+
+def write_training_data(recipe: Recipe, folder: Path) -> Path:
+    """Write the recipe's training images into ``folder`` (once): digits in one sub-folder per class."""
+    from .. import data
+    from ..files import atomic_folder
+
+    if recipe.data == "clips":  # major arpeggios only: the minor ones are chapter 10's fine-tuning family
+        from ..audio import write_clip_folder
+
+        return write_clip_folder(folder, N_CLIPS, modes=("major",))
+    if folder.is_dir():
+        return folder
+    with atomic_folder(folder) as tmp:
+        if recipe.data == "digits":  # the train split only: the metric's held-out digits stay unseen
+            images, labels = data.digits_28("train").tensors
+            for i, (x, y) in enumerate(zip(images, labels, strict=True)):
+                (tmp / str(int(y))).mkdir(exist_ok=True)
+                pixels = (x[0] * 255).round().byte().numpy()
+                Image.fromarray(pixels, mode="L").save(tmp / str(int(y)) / f"digit_{i:05d}.png")
+        elif recipe.data == "butterflies":
+            for i in range(N_BUTTERFLIES):
+                data.synthetic_butterfly(i, recipe.resolution).save(tmp / f"butterfly_{i:05d}.png")
+        else:
+            raise ValueError(f"recipe data {recipe.data!r}: use 'digits', 'butterflies' or 'clips'")
+    return folder
+
+
+def script_args(name: str, data_dir: Path, run_dir: Path, steps: int, mixed_precision: str) -> list[str]:
+    """The training script's command line for ``name``'s recipe."""
+    recipe = RECIPES[name]
+    common = list(COMMON)
+    if recipe.prediction_type == "flow":  # flow matching has no beta schedule (the script refuses the flag)
+        del common[common.index("--ddpm_beta_schedule"):common.index("--ddpm_beta_schedule") + 2]
+    return ["--train_data_dir", str(data_dir), "--model_config_name_or_path", str(run_dir / "unet_config.json"),
+            "--resolution", str(recipe.resolution), "--center_crop", *common,
+            "--prediction_type", recipe.prediction_type, *recipe.flags,
+            "--max_train_steps", str(steps), "--mixed_precision", mixed_precision,
+            "--checkpointing_steps", str(max(steps // 4, 1)), "--checkpoints_total_limit", "1",
+            "--save_images_epochs", "1000000", "--save_model_epochs", "1000000",
+            "--ddpm_num_inference_steps", "100", "--eval_batch_size", "8", "--output_dir", str(run_dir)]
+
+
+def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, out: Path | None = None,
+            resume: bool = False, card: bool = True, extra_args: tuple[str, ...] = ()) -> Path:
+    """Train ``name`` with its recipe; save fp16 weights, ``training.json`` and (with ``card``) the scored model
+    card into ``out`` (default: the package's folder, replaced only when the run finished). ``extra_args`` go
+    to the training script after the recipe's flags (the last value of a flag wins)."""
+    from .. import train_unconditional
+    from ..data import data_dir
+    from ..files import atomic_folder, write_text_atomic
+
+    recipe = RECIPES[name]
+    if recipe.text_to_image:
+        return retrain_text_to_image(name, steps, work_dir, out, resume, card, extra_args)
+    steps = steps or recipe.steps
+    work_dir = Path(work_dir or data_dir() / "pretrained-runs")
+    run_dir = work_dir / name
+    images = write_training_data(recipe, work_dir / f"data-{recipe.data}-{recipe.resolution}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    earlier = _time_before_resuming(run_dir) if resume else None
+    write_text_atomic(run_dir / "unet_config.json", json.dumps(recipe.unet))
+    cuda = torch.cuda.is_available()
+    args = script_args(name, images, run_dir, steps, "bf16" if cuda else "no") + list(extra_args)
+    if resume:
+        args += ["--resume_from_checkpoint", "latest"]
+    start = time.perf_counter()
+    train_unconditional.main(args)
+    seconds = time.perf_counter() - start
+    resumed = {}
+    if earlier is not None:  # the whole run's time: the interrupted part (from the files it wrote) and this one
+        resumed = dict(resumed_at_step=earlier[0], seconds_before_resuming=round(earlier[1], 1))
+        seconds += earlier[1]
+    losses = read_losses(run_dir / "logs")
+    device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    out = Path(out or path(name))
+    with atomic_folder(out, replace=True) as tmp:
+        pipeline = DDPMPipeline.from_pretrained(run_dir, use_safetensors=True, dtype=torch.float16)
+        pipeline.save_pretrained(tmp, safe_serialization=True)
+        if recipe.data == "clips":
+            from ..audio import SPECTROGRAM
+
+            SPECTROGRAM.save(tmp)
+        if (run_dir / "class_names.json").is_file():
+            shutil.copy(run_dir / "class_names.json", tmp / "class_names.json")
+        grids = sorted((run_dir / "samples").glob("epoch_*.png"))
+        if grids:  # the run's last sample grid (EMA weights, 100 DDPM steps)
+            shutil.copy(grids[-1], tmp / "samples.png")
+        record = dict(
+            name=name, command=f"python -m course_utils.pretrained --retrain {name}" + _where(out, name),
+            script_command="python -m course_utils.train_unconditional " + shlex.join(
+                a.replace(str(images), f"<{images.name}>").replace(str(run_dir), "<run>") for a in args),
+            steps=steps, seconds=round(seconds, 1), device=device, torch=torch.__version__, date=str(date.today()),
+            parameters=sum(p.numel() for p in pipeline.unet.parameters()), final_loss=losses[-1] if losses else None,
+            losses=losses, training_images=len(list(images.rglob("*.png"))), description=recipe.description,
+            **resumed,
+        )
+        (tmp / "training.json").write_text(json.dumps(record, indent=1))
+    if card:
+        from .cards import write_card
+
+        write_card(name, out)
+    return out
+
+
+def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | None = None, out: Path | None = None,
+                          resume: bool = False, card: bool = True, extra_args: tuple[str, ...] = ()) -> Path:
+    """``retrain`` for a text-to-image pipeline: ``course_utils.train_text_to_image`` in ``<work_dir>/<name>``,
+    then fp16 weights and ``training.json`` into ``out`` (and the scored card with ``card``)."""
+    from diffusers import StableDiffusionPipeline
+
+    from .. import train_text_to_image
+    from ..data import data_dir
+    from ..files import atomic_folder
+
+    run_dir = Path(work_dir or data_dir() / "pretrained-runs") / name
+    args = ["--output_dir", str(run_dir), *RECIPES[name].flags, *extra_args]
+    args += ["--max_train_steps", str(steps)] if steps else []
+    if not resume:  # an earlier (or interrupted) run of this pipeline in the course's work folder: start again
+        shutil.rmtree(run_dir, ignore_errors=True)
+    train_text_to_image.main(args + (["--resume_from_checkpoint", "latest"] if resume else []))
+    log = json.loads((run_dir / "training_log.json").read_text())
+    out = Path(out or path(name))
+    with atomic_folder(out, replace=True) as tmp:
+        pipeline = StableDiffusionPipeline.from_pretrained(run_dir, dtype=torch.float32, use_safetensors=True)
+        # the VAE and U-Net in float16; the text encoder stays float32 (0.4 MB): transformers loads weights in the
+        # dtype they were saved in, diffusers loads its models in float32, and a plain from_pretrained must give
+        # parts that agree
+        pipeline.vae.to(torch.float16)
+        pipeline.unet.to(torch.float16)
+        pipeline.save_pretrained(tmp, safe_serialization=True)
+        shown = [a.replace(str(run_dir), "<run>") for a in args]
+        record = dict(
+            name=name, command=f"python -m course_utils.pretrained --retrain {name}" + _where(out, name),
+            script_command="python -m course_utils.train_text_to_image " + shlex.join(shown),
+            steps=int(log["args"]["max_train_steps"]), vae_steps=int(log["args"]["vae_steps"]),
+            seconds=round(sum(log["seconds"].values()), 1), stage_seconds=log["seconds"], device=log["device"],
+            torch=log["torch"], date=log["date"], parameters=log["parameters"], losses=log["losses"],
+            training_images=int(log["args"]["num_images"]), description=RECIPES[name].description,
+        )
+        (tmp / "training.json").write_text(json.dumps(record, indent=1))
+    if card:
+        from .cards import write_card
+
+        write_card(name, out)
+    return out
+
+
+def _where(out: Path, name: str) -> str:
+    """The flag that sent a retrained pipeline where it went, as the command line showed it."""
+    return " --in_place" if Path(out).resolve() == path(name) else " --out <folder>"
+
+
+def _time_before_resuming(run_dir: Path) -> tuple[int, float] | None:
+    """(step, seconds) of an interrupted run: its newest checkpoint's step, and the time from the run's start
+    (when ``retrain`` wrote ``unet_config.json``) to that checkpoint; None if there is none to resume."""
+    from ..train_unconditional import list_checkpoints
+
+    found = list_checkpoints(run_dir)
+    if not found or not (run_dir / "unet_config.json").is_file():
+        return None
+    return int(found[-1].name.split("-")[1]), found[-1].stat().st_mtime - (run_dir / "unet_config.json").stat().st_mtime
+
+
+def read_losses(log_dir: Path) -> list[float]:
+    """The per-epoch mean losses a run logged to TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values = []
+    for events in sorted(log_dir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        if "loss" in acc.Tags().get("scalars", []):
+            values += [(e.step, round(e.value, 5)) for e in acc.Scalars("loss")]
+    return [v for _, v in sorted(values)]
