@@ -31,6 +31,7 @@ from diffusers.training_utils import EMAModel
 
 from course_utils.data import DeviceBatches, load_mnist
 from course_utils.diffusion import make_unet, train_ddpm
+from course_utils.files import write_text_atomic
 from course_utils.metrics import drawn_butterflies, train_butterfly_scorer, train_digit_scorer
 from course_utils.sampling import sample_ddpm
 
@@ -148,8 +149,7 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"cpu_recipe-{device.type}-{record['date']}-{'-'.join(args.recipes)}.json"
-    path.with_suffix(".tmp").write_text(json.dumps(record, indent=2, default=list))
-    path.with_suffix(".tmp").replace(path)
+    write_text_atomic(path, json.dumps(record, indent=2, default=list))
     columns = "recipe U-Net EMA target lr batch schedule minutes epochs confident classes Frechet".split()
     print("| " + " | ".join(columns) + " |", "|---" * len(columns) + "|", sep="\n")
     for row in rows:

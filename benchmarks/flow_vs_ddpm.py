@@ -28,6 +28,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from course_utils import pretrained
 from course_utils.data import digits_28
+from course_utils.files import write_text_atomic
 from course_utils.metrics import quality_by_steps, train_digit_scorer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
                   torch=torch.__version__, date=str(date.today()))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"flow_vs_ddpm-n{args.n}-{'-'.join(args.samplers)}-{date.today()}.json"
-    out.write_text(json.dumps(result, indent=1))
+    write_text_atomic(out, json.dumps(result, indent=1))
     print(table(result))
     print("wrote", out)
     return result

@@ -26,7 +26,7 @@ from diffusers.training_utils import EMAModel
 
 from course_utils.data import DeviceBatches, data_dir, load_mnist
 from course_utils.diffusion import train_ddpm
-from course_utils.files import atomic_folder
+from course_utils.files import atomic_folder, write_text_atomic
 from course_utils.metrics import train_digit_scorer
 
 # The cosine schedule's last timestep has alpha_bar ~ 2e-9: DPM-Solver's data prediction there divides by
@@ -137,8 +137,7 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{name}-{record['date']}.json"
-    path.with_suffix(".tmp").write_text(json.dumps(record, indent=2))
-    path.with_suffix(".tmp").replace(path)
+    write_text_atomic(path, json.dumps(record, indent=2))
     print(f"trained {trained['train_seconds']:.0f} s, {trained['epochs']} epochs, final loss "
           f"{trained['final_loss']:.4f} on {record['device']}")
     print("| sampler | steps | seconds | confident | classes | Frechet |\n|---|---|---|---|---|---|")

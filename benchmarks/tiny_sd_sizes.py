@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from course_utils import tiny_sd
+from course_utils.files import write_text_atomic
 
 WIDTHS = ((32, 64, 128), (64, 128, 128))  # the shipped U-Net, and twice as wide at the top
 
@@ -81,9 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     device = f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
     record = dict(date=str(date.today()), device=device, torch=torch.__version__, settings=vars(args), rows=rows)
     out = Path(__file__).parent / "results" / f"tiny_sd_sizes-{date.today()}.json"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(out)
+    write_text_atomic(out, json.dumps(record, indent=1))
     print(f"{device}, torch {torch.__version__}, {date.today()}; "
           f"steps: VAE {args.vae_steps}, U-Net {args.unet_steps}\n")
     print("| image | latents | U-Net widths | VAE params | U-Net params | VAE step (b64) | U-Net step (b128) | "

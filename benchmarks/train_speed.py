@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from course_utils.data import DeviceBatches, decode_images, load_butterflies, with_preprocessing
 from course_utils.diffusion import make_unet, train_ddpm
+from course_utils.files import write_text_atomic
 
 MODELS = {  # name: (channels, layers_per_block, attention levels)
     "full": ((64, 128, 128, 256), 2, 2),  # chapter 3's published model, 32 px
@@ -161,9 +162,7 @@ def main() -> None:
     setting = "-".join([f"{args.epochs}ep", f"b{args.batch_size}"] + ["compile"] * args.compile
                        + ([args.only] if args.only else []))
     path = args.out / f"train_speed-{device.type}-{args.model}-{setting}-{record['date']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(record, indent=2))
     print(json.dumps({k: v for k, v in record.items() if k != "results"}, indent=2))
     for name, r in results.items():
         to_target = f"{r['seconds_to_target']:.1f} s" if r["seconds_to_target"] is not None else "not reached"

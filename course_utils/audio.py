@@ -77,7 +77,9 @@ class Spectrogram:
 
     def save(self, folder: str | Path) -> None:
         """Write the settings to ``folder/mel_config.json`` (beside a pipeline)."""
-        (Path(folder) / "mel_config.json").write_text(json.dumps(asdict(self), indent=1))
+        from .files import write_text_atomic
+
+        write_text_atomic(Path(folder) / "mel_config.json", json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, folder: str | Path) -> Spectrogram:

@@ -287,9 +287,9 @@ def write_index(out: Path, rows: list[dict]) -> None:
         f'({r["subslides"]} with the sub-slides), '
         + (f'outputs from the {escape(r["outputs"])} profile' if r["outputs"] else "code only (not executed)")
         + "</li>" for r in rows)
-    (out / "index.html").write_text(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    write_text_atomic(out / "index.html", f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
                       f"<title>Diffusion course: slides</title></head>\n<body><h1>Slides / 幻灯片</h1>\n<ul>\n{items}\n"
-                      "</ul></body></html>\n", encoding="utf-8")
+                      "</ul></body></html>\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -31,12 +31,14 @@ def arrow(ax, start: tuple[float, float], end: tuple[float, float], text: str = 
 
 
 def save(fig: plt.Figure, name: str) -> Path:
-    """Save through a temporary file, then rename: a crash never leaves half an image."""
+    """Save through a temporary file, then rename (``course_utils.files.atomic_file``): never half an image."""
+    sys.path.insert(0, str(HERE.parent))  # the repository's course_utils, as images/embed.py finds it
+    from course_utils.files import atomic_file
+
     path = HERE / name
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

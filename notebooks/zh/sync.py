@@ -87,7 +87,10 @@ def sync(check: bool = False, chapters: list[str] | None = None) -> int:
         if not twin_path.exists() or twin_path.read_text(encoding="utf-8") != text:
             out_of_step.append(twin_path.name)
             if not check:
-                twin_path.write_text(text, encoding="utf-8")
+                sys.path.insert(0, str(ZH.parents[1]))  # the repository's course_utils, as images/embed.py finds it
+                from course_utils.files import write_text_atomic
+
+                write_text_atomic(twin_path, text)
         for what, ids in report.items():
             if ids:
                 print(f"{twin_path.name}: {what}: {', '.join(ids)}")
