@@ -57,11 +57,16 @@ def use_offline_data(url: str | None = None) -> bool:
     return is_offline(url)
 
 
+def _chosen_mnist_mirror() -> str | None:
+    """``COURSE_MNIST_MIRROR`` (a folder URL holding MNIST's four .gz files) ending in "/", or None when unset."""
+    mirror = os.environ.get("COURSE_MNIST_MIRROR", "").strip()
+    return (mirror.rstrip("/") + "/") if mirror else None
+
+
 def mnist_mirror() -> str:
     """Where MNIST is downloaded from: ``COURSE_MNIST_MIRROR`` (a folder URL holding MNIST's four .gz files) when
     set, else torchvision's own mirrors (the first of them)."""
-    mirror = os.environ.get("COURSE_MNIST_MIRROR", "").strip()
-    return (mirror.rstrip("/") + "/") if mirror else MNIST_URL
+    return _chosen_mnist_mirror() or MNIST_URL
 
 
 def _download_mnist(root: Path, train: bool, transform) -> Dataset:
@@ -72,10 +77,11 @@ def _download_mnist(root: Path, train: bool, transform) -> Dataset:
     """
     from torchvision.datasets import MNIST
 
-    if not os.environ.get("COURSE_MNIST_MIRROR", "").strip():
+    mirror = _chosen_mnist_mirror()
+    if mirror is None:
         return MNIST(root, train=train, download=True, transform=transform)
     saved = MNIST.mirrors, MNIST.resources
-    MNIST.mirrors, MNIST.resources = [mnist_mirror()], [(name, None) for name, _ in MNIST.resources]
+    MNIST.mirrors, MNIST.resources = [mirror], [(name, None) for name, _ in MNIST.resources]
     try:
         return MNIST(root, train=train, download=True, transform=transform)
     finally:

@@ -19,7 +19,6 @@ modes it reads, and (``tonal``) the share of clips in which ``librosa.pyin`` hea
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from .data import BACKGROUNDS, WING_COLOURS, butterfly_attributes, data_dir, digits_28, synthetic_butterfly
+from .files import atomic_file
 
 
 def conv_body(in_channels: int, widths: Sequence[int], size: int, feature_dim: int) -> nn.Sequential:
@@ -136,12 +136,36 @@ def score_spread(scorer, images: torch.Tensor, rounds: int = 30, seed: int = 0, 
     return {key: float(np.std([d[key] for d in draws])) for key in draws[0]}
 
 
+def _train_reader(make: Callable[[], nn.Module], train: Dataset, epochs: int, seed: int, lr: float, desc: str,
+                  loss_of: Callable[[nn.Module, list, torch.Generator], torch.Tensor],
+                  one_cycle: bool = True) -> nn.Module:
+    """The readers' one training loop: ``make()`` seeded by ``seed``, Adam at ``lr`` (on a one-cycle schedule
+    with ``one_cycle``), shuffled batches of 64; ``loss_of(model, batch, generator)`` is each batch's loss (its
+    augmentations draw from ``generator``, so a seed gives the same reader every time). Returns it in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = make()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loader = DataLoader(train, batch_size=64, shuffle=True, generator=generator)
+    schedule = (torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=epochs * len(loader))
+                if one_cycle else None)
+    for _ in tqdm(range(epochs), desc=desc, leave=False):
+        for batch in loader:
+            loss = loss_of(model, batch, generator)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+    return model.eval()
+
+
 def _cached(kind: str, key: dict, cls: type, train: Callable[[], Any]) -> Any:
     """A scorer trained before with the same settings and the same code (loaded in a blink), or a new one.
 
     The file in ``data_dir()/scorers`` is named by a hash of the settings, of this module's and the drawing
     code's source and of the torch version, so any change retrains; it holds tensors only (no pickled code)
-    and is written to a temporary name, then renamed. A damaged file is retrained over, with a warning.
+    and is written whole or not at all (``files.atomic_file``). A damaged file is retrained over, with a warning.
     """
     from . import data
 
@@ -162,11 +186,9 @@ def _cached(kind: str, key: dict, cls: type, train: Callable[[], Any]) -> Any:
             warnings.warn(f"could not read the cached scorer {file} ({err}); training it again", stacklevel=3)
     scorer = train()
     numbers = {k: v for k, v in vars(scorer).items() if k not in ("model", "reference_features")}
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    torch.save({"model": scorer.model.state_dict(), "reference_features": torch.from_numpy(scorer.reference_features),
-                **numbers}, tmp)
-    os.replace(tmp, file)
+    with atomic_file(file) as tmp:
+        torch.save({"model": scorer.model.state_dict(),
+                    "reference_features": torch.from_numpy(scorer.reference_features), **numbers}, tmp)
     return scorer
 
 
@@ -174,8 +196,8 @@ def train_digit_scorer(
     train: Dataset | None = None, reference: Dataset | None = None, epochs: int = 12, seed: int = 0
 ) -> DigitScorer:
     """Train the classifier on ``train`` (default: the offline digits' train split) and keep ``reference``
-    features (default: the held-out test split). Deterministic for a seed; about 10 s on 2 CPU cores the first
-    time, then loaded from the course's cache when the default data is used."""
+    features (default: the held-out test split). Deterministic for a seed; trained the first time (seconds on a
+    CPU), then loaded from the course's cache when the default data is used."""
     if train is None and reference is None:
         return _cached("digits", dict(epochs=epochs, seed=seed), DigitScorer,
                        lambda: _train_digit_scorer(digits_28("train"), digits_28("test"), epochs, seed))
@@ -186,20 +208,14 @@ def _train_digit_scorer(train: Dataset | None, reference: Dataset | None, epochs
     """``train_digit_scorer`` without the cache."""
     train = train if train is not None else digits_28("train")
     reference = reference if reference is not None else digits_28("test")
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = DigitClassifier()
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    loader = DataLoader(train, batch_size=64, shuffle=True, generator=generator)
-    for _ in tqdm(range(epochs), desc="training the digit classifier", leave=False):
-        for x, y in loader:
-            shift = torch.randint(-2, 3, (2,), generator=generator).tolist()  # small shifts: robust features
-            x = torch.roll(x, shifts=shift, dims=(2, 3))
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
+
+    def loss_of(model: nn.Module, batch: list, generator: torch.Generator) -> torch.Tensor:
+        x, y = batch
+        shift = torch.randint(-2, 3, (2,), generator=generator).tolist()  # small shifts: robust features
+        return F.cross_entropy(model(torch.roll(x, shifts=shift, dims=(2, 3))), y)
+
+    model = _train_reader(DigitClassifier, train, epochs, seed, 2e-3, "training the digit classifier", loss_of,
+                          one_cycle=False)
     xs, ys = next(iter(DataLoader(reference, batch_size=len(reference))))
     with torch.no_grad():
         accuracy = float((model(xs).argmax(1) == ys).float().mean())
@@ -323,8 +339,8 @@ def train_butterfly_scorer(
     n_train: int = 3000, n_reference: int = 500, epochs: int = 8, seed: int = 0
 ) -> ButterflyScorer:
     """Train the reader on drawn butterflies 0..n_train-1 and keep the features and accuracies of a disjoint
-    held-out set (from index 100,000). Deterministic for a seed; about 16 s on 2 CPU cores the first time (half
-    of it drawing), then loaded from the course's cache."""
+    held-out set (from index 100,000). Deterministic for a seed; trained the first time (drawing the
+    butterflies is half of it), then loaded from the course's cache."""
     key = dict(n_train=n_train, n_reference=n_reference, epochs=epochs, seed=seed)
     return _cached("butterflies", key, ButterflyScorer, lambda: _train_butterfly_scorer(**key))
 
@@ -333,28 +349,20 @@ def _train_butterfly_scorer(n_train: int, n_reference: int, epochs: int, seed: i
     """``train_butterfly_scorer`` without the cache."""
     train = TensorDataset(drawn_butterflies(range(n_train)), *_butterfly_labels(range(n_train)))
     held_out = range(100_000, 100_000 + n_reference)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = ButterflyReader()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    loader = DataLoader(train, batch_size=64, shuffle=True, generator=generator)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=epochs * len(loader))
-    for _ in tqdm(range(epochs), desc="training the butterfly reader", leave=False):
-        for x, wing, background in loader:
-            flip = torch.rand(len(x), 1, 1, 1, generator=generator) < 0.5  # mirrored and shifted: robust features
-            shift = torch.randint(-2, 3, (2,), generator=generator).tolist()
-            x = torch.roll(torch.where(flip, x.flip(3), x), shifts=shift, dims=(2, 3))
-            wing_logits, background_logits = model(x)
-            loss = F.cross_entropy(wing_logits, wing) + F.cross_entropy(background_logits, background)
-            # no butterfly, no colour: pixel noise and colour blotches are taught an even wing-colour guess
-            blotches = F.interpolate(torch.rand(8, 3, 4, 4, generator=generator), size=32, mode="bilinear")
-            noise = torch.cat([torch.rand(8, 3, 32, 32, generator=generator), blotches])
-            loss = loss - F.log_softmax(model(noise)[0], dim=1).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    model.eval()
+
+    def loss_of(model: nn.Module, batch: list, generator: torch.Generator) -> torch.Tensor:
+        x, wing, background = batch
+        flip = torch.rand(len(x), 1, 1, 1, generator=generator) < 0.5  # mirrored and shifted: robust features
+        shift = torch.randint(-2, 3, (2,), generator=generator).tolist()
+        x = torch.roll(torch.where(flip, x.flip(3), x), shifts=shift, dims=(2, 3))
+        wing_logits, background_logits = model(x)
+        loss = F.cross_entropy(wing_logits, wing) + F.cross_entropy(background_logits, background)
+        # no butterfly, no colour: pixel noise and colour blotches are taught an even wing-colour guess
+        blotches = F.interpolate(torch.rand(8, 3, 4, 4, generator=generator), size=32, mode="bilinear")
+        noise = torch.cat([torch.rand(8, 3, 32, 32, generator=generator), blotches])
+        return loss - F.log_softmax(model(noise)[0], dim=1).mean()
+
+    model = _train_reader(ButterflyReader, train, epochs, seed, 3e-3, "training the butterfly reader", loss_of)
     xs, (wings, backgrounds) = drawn_butterflies(held_out), _butterfly_labels(held_out)
     with torch.no_grad():
         wing_logits, background_logits = model(xs)
@@ -436,7 +444,7 @@ class SoundScorer:
     def score(self, images: torch.Tensor, threshold: float = 0.9, tonal: bool = True) -> dict[str, float]:
         """Score spectrogram images (N, 1, 32, 32) in [0, 1]: ``confident`` (root and timbre both read with
         probability >= ``threshold``), ``frechet``, the share read as ``minor``, and with ``tonal`` the share
-        of clips ``librosa.pyin`` hears a pitch in (after Griffin-Lim; about 0.1 s a clip)."""
+        of clips ``librosa.pyin`` hears a pitch in (after Griffin-Lim, clip by clip: the slow part)."""
         x = self._prepare(images)
         if len(x) < 2:
             raise ValueError("score needs at least 2 images to estimate a feature covariance")
@@ -479,7 +487,7 @@ def _clip_labels(clips: Sequence) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 def train_sound_scorer(n_train: int = 3000, n_reference: int = 500, epochs: int = 8, seed: int = 0) -> SoundScorer:
     """Train the reader on synthesised clips 0..n_train-1 (both modes, every timbre; data seed 1000, so not the
     shipped pipeline's training clips) and keep the features and accuracies of a disjoint held-out set (from
-    index 100,000). Deterministic for a seed; under a minute on 2 CPU cores the first time, then cached."""
+    index 100,000). Deterministic for a seed; trained the first time, then cached."""
     key = dict(n_train=n_train, n_reference=n_reference, epochs=epochs, seed=seed)
     return _cached("sound", key, SoundScorer, lambda: _train_sound_scorer(**key))
 
@@ -490,25 +498,17 @@ def _train_sound_scorer(n_train: int, n_reference: int, epochs: int, seed: int) 
 
     x, clips = clip_images(range(n_train), seed=1000)
     train = TensorDataset(x, *_clip_labels(clips))
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = SoundReader()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    loader = DataLoader(train, batch_size=64, shuffle=True, generator=generator)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=epochs * len(loader))
-    for _ in tqdm(range(epochs), desc="training the sound reader", leave=False):
-        for x, root, mode, timbre in loader:
-            shift = int(torch.randint(-2, 3, (1,), generator=generator))  # onsets a few frames early or late
-            logits = model(torch.roll(x, shifts=shift, dims=3))
-            loss = sum(F.cross_entropy(out, y) for out, y in zip(logits, (root, mode, timbre), strict=True))
-            # no clip, no answer: noise images are taught an even guess on every head
-            noise = torch.rand(16, *x.shape[1:], generator=generator)
-            loss = loss - sum(F.log_softmax(out, dim=1).mean() for out in model(noise))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    model.eval()
+
+    def loss_of(model: nn.Module, batch: list, generator: torch.Generator) -> torch.Tensor:
+        x, *labels = batch  # root, mode, timbre
+        shift = int(torch.randint(-2, 3, (1,), generator=generator))  # onsets a few frames early or late
+        logits = model(torch.roll(x, shifts=shift, dims=3))
+        loss = sum(F.cross_entropy(out, y) for out, y in zip(logits, labels, strict=True))
+        # no clip, no answer: noise images are taught an even guess on every head
+        noise = torch.rand(16, *x.shape[1:], generator=generator)
+        return loss - sum(F.log_softmax(out, dim=1).mean() for out in model(noise))
+
+    model = _train_reader(SoundReader, train, epochs, seed, 3e-3, "training the sound reader", loss_of)
     held_x, held_clips = clip_images(range(100_000, 100_000 + n_reference), seed=1000)
     with torch.no_grad():
         logits = model(held_x)
