@@ -143,9 +143,8 @@ def text_encoder_config(vocab_size: int, bos: int, eos: int) -> dict:
 
 
 def unet_config(latent_size: int = 8) -> dict:
-    """``UNet2DConditionModel`` on 4-channel latents: (32, 64, 128) channels, cross-attention to 64-wide text.
-
-    (On 2 CPU cores, batch 128: 0.35 s per step; (64, 128, 128) took 0.78 s.)"""
+    """``UNet2DConditionModel`` on 4-channel latents: (32, 64, 128) channels, cross-attention to 64-wide text
+    (``benchmarks/tiny_sd_sizes.py`` measures its step time against a wider one)."""
     return dict(sample_size=latent_size, in_channels=4, out_channels=4, layers_per_block=1,
                 block_out_channels=(32, 64, 128),
                 down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),

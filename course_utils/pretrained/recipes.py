@@ -43,7 +43,7 @@ class Recipe:
 
 
 # The course's recipe: cosine schedule, v-prediction target, AdamW 4e-4 with warm-up and cosine decay, batch 256,
-# an EMA of the weights, bf16 on a GPU (README's "shipped models" gives the measured comparison with epsilon).
+# an EMA of the weights, bf16 on a GPU (benchmarks/README.md, "Measurements behind the recipes": v against epsilon).
 COMMON = ("--ddpm_beta_schedule", "squaredcos_cap_v2", "--train_batch_size", "256", "--learning_rate", "4e-4",
           "--lr_scheduler", "cosine", "--lr_warmup_steps", "500", "--use_ema", "--seed", "0")
 
@@ -62,9 +62,10 @@ RECIPES: dict[str, Recipe] = {
     ),
     "digits-28-flow": Recipe(
         data="digits", resolution=28, steps=4000, prediction_type="flow",
-        # Trained on a 2-core CPU: the CPU recipe's U-Net (benchmarks/cpu_recipe.py: 16 channels at full resolution,
-        # one ResNet layer per level, no attention) at batch 32, about ten times cheaper a step than digits-28's
-        # layout at batch 256; one thread (OMP_NUM_THREADS=1), since two threads contend on a shared machine.
+        # Trained on a CPU: the CPU recipe's U-Net (benchmarks/cpu_recipe.py: 16 channels at full resolution, one
+        # ResNet layer per level, no attention) at batch 32, far cheaper a step than digits-28's layout at batch 256,
+        # on one thread (OMP_NUM_THREADS=1); the step times are in benchmarks/README.md's "Measurements behind the
+        # recipes".
         unet=dict(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, norm_num_groups=8,
                   block_out_channels=(16, 32, 64), down_block_types=("DownBlock2D",) * 3,
                   up_block_types=("UpBlock2D",) * 3),
@@ -75,8 +76,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "butterflies-32": Recipe(
         data="butterflies", resolution=32, steps=4000,
-        # The CPU recipe (benchmarks/cpu_recipe.py): 16 channels at full resolution make a step several times
-        # cheaper than the first GPU run's (32, 64, 128, 128); the v target fixed its over-saturated backgrounds.
+        # The CPU recipe (benchmarks/cpu_recipe.py): 16 channels at full resolution make a step cheaper than the
+        # first GPU run's (32, 64, 128, 128); the v target fixed its over-saturated backgrounds.
         unet=dict(sample_size=32, in_channels=3, out_channels=3, **CPU_LAYOUT),
         flags=("--random_flip", "--train_batch_size", "64", "--learning_rate", "1e-3", "--lr_warmup_steps", "100"),
         description="unconditional 32x32 synthetic butterflies drawn by the course",
