@@ -45,7 +45,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers import DDPMPipeline, DDPMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DModel
@@ -55,7 +54,7 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from .data import DeviceBatches
-from .diffusion import ddpm_target, flow_matching_inputs, make_unet
+from .diffusion import diffusion_loss, is_flow, make_unet
 from .imagefolder import IMAGE_EXTENSIONS, BadImagesError, to_rgb
 from .sampling import sample_with_guidance
 from .viz import make_grid
@@ -186,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--class_conditional", action="store_true",
         help="Train a class-conditioned UNet on the dataset's 'label' column (an image folder's sub-folder names); "
              "one extra class embedding means 'no class', for classifier-free guidance.")
+    add("--snr_gamma", type=FLOAT, default=None,
+        help="Min-SNR loss weighting (Hang et al. 2023) with this gamma, as in diffusers' train_text_to_image.py "
+             "(5.0 is the paper's choice); default: none, plain MSE.")
     add("--class_drop_prob", type=FLOAT, default=0.1,
         help="With --class_conditional: the share of labels replaced by 'no class' during training.")
     # Flow matching (--prediction_type flow), named as in diffusers' train_dreambooth_sd3.py.
@@ -319,6 +321,7 @@ def _value_problems(args: argparse.Namespace) -> list[str]:
          "a finite number, 0 or more")
     for name in ("adam_beta1", "adam_beta2", "ema_max_decay"):
         need(name, 0 <= value(name) < 1, "in [0, 1)")
+    need("snr_gamma", math.isfinite(value("snr_gamma")) and value("snr_gamma") > 0, "a finite number above 0")
     need("class_drop_prob", 0 <= value("class_drop_prob") < 1,
          "in [0, 1) (the share of labels dropped; 1 would never show the model a class)")
     need("seed", 0 <= value("seed", 0) < 2**32, "in [0, 2**32)")
@@ -349,6 +352,9 @@ def _flow_problems(args: argparse.Namespace) -> list[str]:
     flow = args.prediction_type == "flow"
     problems = [f"--{name} only means something with --prediction_type flow: add it, or drop --{name}"
                 for name in FLOW_FLAGS if name in args.given_flags and not flow]
+    if flow and "snr_gamma" in args.given_flags:
+        problems.append("--snr_gamma with --prediction_type flow: min-SNR weighting needs a DDPM noise schedule "
+                        "(its signal-to-noise ratios); drop --snr_gamma")
     if flow and "ddpm_beta_schedule" in args.given_flags:
         problems.append("--ddpm_beta_schedule with --prediction_type flow: flow matching has no beta schedule "
                         "(its noise level is t itself); drop --ddpm_beta_schedule")
@@ -1029,29 +1035,8 @@ def main(argv: list[str] | None = None) -> Path:
         total, count = torch.zeros((), device=accelerator.device), 0
         for batch in batches:
             clean, labels = split_batch(batch)
-            noise = torch.randn_like(clean)
-            if flow:  # t from the weighting scheme (uniform by default), the straight line and its velocity
-                sigmas = compute_density_for_timestep_sampling(args.weighting_scheme, len(clean), args.logit_mean,
-                                                               args.logit_std, args.mode_scale).to(clean.device)
-                noisy, target, t = flow_matching_inputs(clean, noise, sigmas,
-                                                        noise_scheduler.config.num_train_timesteps)
-            else:
-                t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(clean),), device=clean.device)
-                noisy = noise_scheduler.add_noise(clean, noise, t)
-                target = ddpm_target(noise_scheduler, clean, noise, t)
-            if labels is not None:  # classifier-free guidance: sometimes the model is told "no class"
-                drop = torch.rand(len(labels), device=labels.device) < args.class_drop_prob
-                labels = torch.where(drop, len(names), labels)
-            with accelerator.accumulate(model):
-                prediction = model(noisy, t, class_labels=labels).sample
-                loss = F.mse_loss(prediction.float(), target.float())
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            total += loss.detach()
+            loss = training_step(accelerator, model, optimizer, lr_scheduler, noise_scheduler, clean, labels, args)
+            total += loss
             count += 1
             if accelerator.sync_gradients:
                 if ema is not None:
@@ -1084,6 +1069,26 @@ def main(argv: list[str] | None = None) -> Path:
     if args.push_to_hub and accelerator.is_main_process:
         push(args, output_dir)
     return output_dir
+
+
+def training_step(accelerator: Accelerator, model, optimizer, lr_scheduler, noise_scheduler, clean: torch.Tensor,
+                  labels: torch.Tensor | None, args: argparse.Namespace) -> torch.Tensor:
+    """One batch: the loss inside ``accelerator.accumulate`` (which makes the update every
+    --gradient_accumulation_steps batches), backward, clip, step; the loss, detached."""
+    sigmas = None
+    if is_flow(noise_scheduler):  # flow matching: t drawn by the weighting scheme (uniform by default)
+        sigmas = compute_density_for_timestep_sampling(args.weighting_scheme, len(clean), args.logit_mean,
+                                                       args.logit_std, args.mode_scale)
+    with accelerator.accumulate(model):
+        loss = diffusion_loss(model, noise_scheduler, clean, labels, snr_gamma=args.snr_gamma,
+                              class_drop_prob=args.class_drop_prob, sigmas=sigmas)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
 
 
 def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
