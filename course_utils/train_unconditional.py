@@ -227,6 +227,19 @@ def noise_schedule(args: argparse.Namespace, scheduler_config: dict | None):
                          prediction_type=args.prediction_type)
 
 
+def plan_steps(args: argparse.Namespace, accelerator: Accelerator, loader, on_device: bool, n_images: int
+               ) -> tuple[int, int]:
+    """The run's optimizer updates (--max_train_steps, or --num_epochs of the data) and its epochs."""
+    batches_per_process = len(loader) if on_device else math.ceil(len(loader) / accelerator.num_processes)
+    updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
+    if updates_per_epoch == 0:
+        raise SystemExit(f"error: {n_images} images make fewer batches of --train_batch_size "
+                         f"{args.train_batch_size} than there are processes ({accelerator.num_processes}); "
+                         "lower --train_batch_size or add images")
+    max_steps = args.max_train_steps or args.num_epochs * updates_per_epoch
+    return max_steps, math.ceil(max_steps / updates_per_epoch)
+
+
 # ---- The loop: one training step ---------------------------------------------------------------------------
 
 
@@ -368,14 +381,7 @@ def main(argv: list[str] | None = None) -> Path:
                        power=args.ema_power, model_cls=UNet2DModel, model_config=model.config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
                                   weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
-    batches_per_process = len(loader) if on_device is not None else math.ceil(len(loader) / accelerator.num_processes)
-    updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
-    if updates_per_epoch == 0:
-        raise SystemExit(f"error: {len(dataset)} images make fewer batches of --train_batch_size "
-                         f"{args.train_batch_size} than there are processes ({accelerator.num_processes}); "
-                         "lower --train_batch_size or add images")
-    max_steps = args.max_train_steps or args.num_epochs * updates_per_epoch
-    num_epochs = math.ceil(max_steps / updates_per_epoch)
+    max_steps, num_epochs = plan_steps(args, accelerator, loader, on_device is not None, len(dataset))
     lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer,
                                  num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=max_steps * accelerator.num_processes)
