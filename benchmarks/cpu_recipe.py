@@ -15,7 +15,6 @@ Markdown table.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -29,6 +28,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.training_utils import EMAModel
 
+from course_utils.cli import FLOAT, INT, Parser, errors, exit_on_problems, parse, rules, typed
 from course_utils.data import DeviceBatches, load_mnist
 from course_utils.diffusion import make_unet, train_ddpm
 from course_utils.files import write_text_atomic
@@ -124,17 +124,15 @@ def training_data(kind: str) -> tuple[torch.Tensor, object, str]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipes", nargs="+", default=list(RECIPES), help=f"some of: {', '.join(RECIPES)}")
-    p.add_argument("--minutes", type=float, nargs="+", default=[2, 4], help="training minutes to score at")
-    p.add_argument("--n", type=int, default=200, help="samples per score")
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
+    p.add_argument("--minutes", type=FLOAT, nargs="+", default=[2, 4], help="training minutes to score at")
+    p.add_argument("--n", type=INT, default=200, help="samples per score")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = p.parse_args()
-    bad = [f"--recipes {r}: not a recipe; choose from {', '.join(RECIPES)}" for r in args.recipes if r not in RECIPES]
-    bad += [f"--minutes {m}: must be above 0" for m in args.minutes if m <= 0]
-    bad += [f"--n {args.n}: must be at least 2"] if args.n < 2 else []
-    if bad:
-        p.exit(2, "".join(f"error: {line}\n" for line in bad))
+    args, problems = parse(p)
+    problems += [f"--minutes {m}: must be above 0" for m in args.minutes if typed(m) and m <= 0]
+    problems += rules(args, p, {"n": (lambda v: v >= 2, "at least 2")})
+    exit_on_problems(errors(problems))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows, data = [], {}
     for kind in dict.fromkeys(RECIPES[name].data for name in args.recipes):

@@ -10,15 +10,14 @@ script's sample grids and startup.
 
 from __future__ import annotations
 
-import argparse
 import platform
 from datetime import date
 
 import torch
 from tiny_sd_sizes import step_seconds  # noqa: E402  (benchmarks/ is the script's folder)
 
-from course_utils.diffusion import make_unet
-from course_utils.train_unconditional import default_unet
+from course_utils.cli import INT, Parser, errors, exit_on_problems, parse
+from course_utils.diffusion import default_unet, make_unet
 
 CANDIDATES = [  # (name, channels, layers per block, attention levels)
     ("(32, 64), 2 layers, attention at 8x8 (the default before 2026-11-29)", (32, 64), 2, 1),
@@ -29,12 +28,13 @@ CANDIDATES = [  # (name, channels, layers per block, attention levels)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--resolution", type=int, default=16)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--images", type=int, default=1797)
-    p.add_argument("--epochs", type=int, default=40)
-    args = p.parse_args()
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--resolution", type=INT, default=16)
+    p.add_argument("--batch", type=INT, default=128)
+    p.add_argument("--images", type=INT, default=1797)
+    p.add_argument("--epochs", type=INT, default=40)
+    args, problems = parse(p)
+    exit_on_problems(errors(problems))
     steps = args.epochs * -(-args.images // args.batch)
     torch.manual_seed(0)
     model, described = default_unet(args.resolution)

@@ -16,7 +16,6 @@ table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -27,6 +26,7 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from course_utils import pretrained
+from course_utils.cli import INT, Parser, errors, exit_on_problems, parse
 from course_utils.data import digits_28
 from course_utils.files import write_text_atomic
 from course_utils.metrics import quality_by_steps, train_digit_scorer
@@ -37,11 +37,12 @@ SAMPLERS = ("flow", "ddim", "ddim-leading", "dpm")
 
 def main(argv: list[str] | None = None) -> dict:
     """Score every (model, sampler, steps) row; write the JSON; print the table."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=200, help="digits per row")
-    p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16, 50])
+    p = Parser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=INT, default=200, help="digits per row")
+    p.add_argument("--steps", type=INT, nargs="+", default=[1, 2, 4, 8, 16, 50])
     p.add_argument("--samplers", nargs="+", choices=SAMPLERS, default=list(SAMPLERS))
-    args = p.parse_args(argv)
+    args, problems = parse(p, argv)
+    exit_on_problems(errors(problems))
     scorer = train_digit_scorer()
     flow, ddpm = pretrained.load("digits-28-flow"), pretrained.load("digits-28")
     config, trailing = ddpm.scheduler.config, dict(timestep_spacing="trailing")

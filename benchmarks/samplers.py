@@ -12,7 +12,6 @@ share, classes covered, Frechet distance to held-out real digits (lower is bette
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -24,6 +23,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel
 
+from course_utils.cli import FLOAT, INT, Parser, errors, exit_on_problems, parse
 from course_utils.data import DeviceBatches, data_dir, load_mnist
 from course_utils.diffusion import train_ddpm
 from course_utils.files import atomic_folder, write_text_atomic
@@ -69,17 +69,18 @@ def generate(model, scheduler, n: int, steps: int, device, batch: int = 250) -> 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train-seconds", type=float, default=300)
-    p.add_argument("--channels", type=int, nargs="+", default=[32, 64, 64])
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--n", type=int, default=200, help="images per sampler")
+    p = Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--train-seconds", type=FLOAT, default=300)
+    p.add_argument("--channels", type=INT, nargs="+", default=[32, 64, 64])
+    p.add_argument("--batch-size", type=INT, default=64)
+    p.add_argument("--lr", type=FLOAT, default=2e-3)
+    p.add_argument("--n", type=INT, default=200, help="images per sampler")
     p.add_argument("--retrain", action="store_true", help="train again even if a cached model exists")
     p.add_argument("--ema", action="store_true", help="keep an EMA of the weights (decay 0.999) and sample from it")
     p.add_argument("--quick", action="store_true", help="skip the slow rows (DDPM 1000 and 50 steps)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = p.parse_args()
+    args, problems = parse(p)
+    exit_on_problems(errors(problems))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     source = load_mnist(train=True, signed=True)

@@ -15,7 +15,6 @@ bf16 FLOP/s. Results go to ``benchmarks/results/`` as JSON and print as a Markdo
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import platform
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch.utils.data import DataLoader
 
+from course_utils.cli import FLOAT, INT, Parser, errors, exit_on_problems, parse
 from course_utils.data import DeviceBatches, decode_images, load_butterflies, with_preprocessing
 from course_utils.diffusion import make_unet, train_ddpm
 from course_utils.files import write_text_atomic
@@ -111,19 +111,20 @@ def summarise(result: dict, n_images: int, target: float) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=list(MODELS), default="full" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--images", type=int, default=1000, help="training images (butterflies)")
-    p.add_argument("--size", type=int, default=32, help="image size in pixels")
-    p.add_argument("--epochs", type=int, default=None, help="default: 20 on CUDA, 4 on CPU")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--images", type=INT, default=1000, help="training images (butterflies)")
+    p.add_argument("--size", type=INT, default=32, help="image size in pixels")
+    p.add_argument("--epochs", type=INT, default=None, help="default: 20 on CUDA, 4 on CPU")
+    p.add_argument("--batch-size", type=INT, default=64)
+    p.add_argument("--lr", type=FLOAT, default=4e-4)
     p.add_argument("--compile", action="store_true", help="torch.compile the model in the fast path")
     p.add_argument("--only", choices=["published", "fast"], default=None, help="run one path only")
-    p.add_argument("--target-loss", type=float, default=None, help="default: the larger of the two final losses")
-    p.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100/H200 SXM: 989)")
+    p.add_argument("--target-loss", type=FLOAT, default=None, help="default: the larger of the two final losses")
+    p.add_argument("--peak-tflops", type=FLOAT, default=989.0, help="the GPU's dense bf16 peak (H100/H200 SXM: 989)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = p.parse_args()
+    args, problems = parse(p)
+    exit_on_problems(errors(problems))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.epochs = args.epochs or (20 if device.type == "cuda" else 4)
 

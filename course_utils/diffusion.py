@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -38,6 +39,25 @@ def make_unet(
         norm_num_groups=min(32, min(channels) // 2), down_block_types=down, up_block_types=up,
         num_class_embeds=num_class_embeds,
     )
+
+
+def default_unet(resolution: int, num_class_embeds: int | None = None) -> tuple[UNet2DModel, str]:
+    """The training script's U-Net for a resolution (diffusers' default six levels are too deep under 64 px) and
+    its description."""
+    if resolution < 8 or resolution % 8:
+        raise ValueError(f"--resolution {resolution}: use a multiple of 8 (at least 8), e.g. 32 or 64")
+    if resolution <= 16:  # few channels at full resolution, attention at 4x4 (benchmarks/default_unet.py)
+        channels, attention = (16, 32, 64), 1
+    elif resolution <= 32:
+        channels, attention = (64, 128, 128, 256), 2  # chapter 3's model
+    else:
+        channels, attention = (128, 128, 256, 256, 512, 512), 1  # diffusers' default levels
+    levels = int(math.log2(resolution)) - 2  # keep the deepest feature map at 4x4 or more
+    channels = channels[: max(2, min(len(channels), levels + 1))]
+    attention = min(attention, len(channels))
+    model = make_unet(resolution, channels, layers_per_block=2, attention=attention,
+                      num_class_embeds=num_class_embeds)
+    return model, f"{len(channels)} levels {channels}, attention in the deepest {attention}"
 
 
 def ddpm_target(scheduler: DDPMScheduler, clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -87,6 +107,56 @@ def min_snr_weights(scheduler: DDPMScheduler, t: torch.Tensor, gamma: float) -> 
     return clipped
 
 
+def _check_snr_gamma(scheduler, snr_gamma: float | None) -> None:
+    """Refuse min-SNR weighting for a flow-matching scheduler (it has no SNR table)."""
+    if snr_gamma is not None and is_flow(scheduler):
+        raise ValueError("snr_gamma is min-SNR weighting of a DDPM loss; a flow-matching scheduler has no SNR "
+                         "table: pass snr_gamma=None")
+
+
+def diffusion_loss(
+    model,
+    scheduler,
+    clean: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    snr_gamma: float | None = None,
+    class_drop_prob: float = 0.1,
+    sigmas: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One training step's loss on a batch of clean images in [-1, 1] (what ``train_ddpm`` and the script share).
+
+    DDPM: Gaussian noise, a random timestep per image, ``add_noise``, MSE against the scheduler's target
+    (weighted per image by ``min_snr_weights`` when ``snr_gamma`` is given). Flow matching (a
+    ``FlowMatchEulerDiscreteScheduler``): noise levels ``sigmas`` (default uniform in [0, 1]),
+    ``flow_matching_inputs``, MSE against the velocity. With ``labels``, each is replaced by the last class
+    embedding, "no class", with probability ``class_drop_prob`` (classifier-free guidance). The random draws
+    come from ``generator`` (default: torch's global one), on its device.
+    """
+    _check_snr_gamma(scheduler, snr_gamma)
+    device = clean.device
+    draw_on = generator.device if generator is not None else device
+    n_steps = scheduler.config.num_train_timesteps
+    noise = torch.randn(clean.shape, generator=generator, device=draw_on).to(device)
+    if is_flow(scheduler):
+        if sigmas is None:
+            sigmas = torch.rand(len(clean), generator=generator, device=draw_on)
+        noisy, target, t = flow_matching_inputs(clean, noise, sigmas.to(device), n_steps)
+    else:
+        t = torch.randint(0, n_steps, (len(clean),), generator=generator, device=draw_on).to(device)
+        noisy, target = scheduler.add_noise(clean, noise, t), ddpm_target(scheduler, clean, noise, t)
+    if labels is not None:  # classifier-free guidance: sometimes the model is told "no class"
+        no_class = getattr(model, "module", model).config.num_class_embeds - 1  # DDP keeps the config on .module
+        drop = torch.rand(len(labels), generator=generator, device=draw_on).to(device) < class_drop_prob
+        labels = torch.where(drop, no_class, labels)
+    prediction = model(noisy, t, class_labels=labels).sample.float()
+    if snr_gamma is None:
+        return F.mse_loss(prediction, target.float())
+    per_image = F.mse_loss(prediction, target.float(), reduction="none").mean(dim=tuple(range(1, clean.ndim)))
+    return (per_image * min_snr_weights(scheduler, t, snr_gamma)).mean()
+
+
 def _images(batch) -> torch.Tensor:
     """The image tensor of a batch: the batch itself, its first element, or its ``"images"`` entry."""
     if isinstance(batch, dict):
@@ -115,9 +185,8 @@ def train_ddpm(
 
     A batch may be a tensor, an ``(images, labels)`` pair or a dict with ``"images"`` (chapter 3's datasets).
 
-    Each step: Gaussian noise, a random timestep per image, ``add_noise``, MSE against the scheduler's target.
-    With a ``FlowMatchEulerDiscreteScheduler`` it is flow matching instead (chapter 12): t uniform in [0, 1],
-    ``flow_matching_inputs``, MSE against the velocity noise - x0.
+    Each step is ``diffusion_loss`` (noise, a random timestep per image, ``add_noise``, MSE against the
+    scheduler's target; flow matching with a ``FlowMatchEulerDiscreteScheduler``), backward, optimizer step.
     The loss is summed on the device and read once per epoch, so the loop never waits on ``.item()``.
     ``fast=True`` adds bf16 autocast (on CUDA, with TF32 matmuls), channels_last and fused AdamW: the same
     maths at lower precision. ``compile=True`` also runs the model through ``torch.compile``. A generator on
@@ -131,9 +200,7 @@ def train_ddpm(
     ``snr_gamma`` weights each image's loss by min-SNR (Hang et al. 2023): timesteps whose signal-to-noise
     ratio is above ``snr_gamma`` count less, so the easy, nearly clean steps do not dominate the gradient.
     """
-    if snr_gamma is not None and is_flow(scheduler):
-        raise ValueError("snr_gamma is min-SNR weighting of a DDPM loss; a flow-matching scheduler has no SNR "
-                         "table: pass snr_gamma=None")
+    _check_snr_gamma(scheduler, snr_gamma)
     device = torch.device(device)
     model.to(device).train()
     cuda = device.type == "cuda"
@@ -145,32 +212,15 @@ def train_ddpm(
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=fast and cuda)
     forward = torch.compile(model) if compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast and cuda)
-    n_steps = scheduler.config.num_train_timesteps
-    noise_device = generator.device if generator is not None else device
     means = []
     for _ in tqdm(range(epochs), desc="epochs", leave=False, disable=not progress):
         total, count = torch.zeros((), device=device), 0
         for batch in batches:
             clean = _images(batch).to(device, non_blocking=True)
-            noise = torch.randn(clean.shape, generator=generator, device=noise_device).to(device)
-            if is_flow(scheduler):
-                sigmas = torch.rand(len(clean), generator=generator, device=noise_device).to(device)
-                noisy, target, t = flow_matching_inputs(clean, noise, sigmas, n_steps)
-            else:
-                t = torch.randint(0, n_steps, (len(clean),), generator=generator, device=noise_device).to(device)
-                noisy, target = scheduler.add_noise(clean, noise, t), ddpm_target(scheduler, clean, noise, t)
-            labels = None
-            if model.config.num_class_embeds:
-                labels = batch[1].to(device)
-                drop = torch.rand(len(labels), generator=generator, device=noise_device).to(device) < class_drop_prob
-                labels = torch.where(drop, model.config.num_class_embeds - 1, labels)
+            labels = batch[1].to(device) if model.config.num_class_embeds else None
             with autocast:
-                prediction = forward(noisy, t, class_labels=labels).sample
-            if snr_gamma is None:
-                loss = F.mse_loss(prediction.float(), target)
-            else:
-                per_image = F.mse_loss(prediction.float(), target, reduction="none").mean(dim=(1, 2, 3))
-                loss = (per_image * min_snr_weights(scheduler, t, snr_gamma)).mean()
+                loss = diffusion_loss(forward, scheduler, clean, labels, generator=generator, snr_gamma=snr_gamma,
+                                      class_drop_prob=class_drop_prob)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -20,24 +20,9 @@ from nbconvert import HTMLExporter
 from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
 
 from . import references
+from .cli import INT, Parser, errors, parse, rules
 from .config import PROFILES
 from .files import write_text_atomic
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but its own errors are one ``error:`` line (no usage block), exit code 2."""
-
-    def error(self, message: str) -> None:
-        """Print ``error: <message>`` and exit with code 2, as argparse does."""
-        self.exit(2, f"error: {message} (--help lists the options)\n")
-
-
-def _int_or_text(text: str) -> int | str:
-    """An int, or the text itself when it is not one (``check_inputs`` reports it with the other problems)."""
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def run_notebook(path: Path, out: Path, timeout: int | None = None) -> tuple[float, str | None]:
@@ -90,17 +75,28 @@ def update_record(file: Path, record: dict) -> dict:
     return kept
 
 
-def check_inputs(args: argparse.Namespace, unknown: list[str]) -> list[str]:
+def build_parser() -> Parser:
+    """The runner's command line: notebooks, --profile, --out, --timeout, --record."""
+    parser = Parser(prog="python -m course_utils.run_course", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: notebooks/*.ipynb)")
+    parser.add_argument("--profile", choices=PROFILES, help="COURSE_PROFILE for the run (default: as set, or auto)")
+    parser.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build)")
+    parser.add_argument("--timeout", type=INT, default=None, help="seconds allowed per cell (default: no limit)")
+    parser.add_argument("--record", type=Path, default=None, metavar="FOLDER",
+                        help="also write each notebook that ran cleanly into FOLDER/timings-<profile>.json, the "
+                             "committed record the README's times come from (benchmarks/results)")
+    return parser
+
+
+def check_inputs(args: argparse.Namespace, parser: Parser) -> list[str]:
     """Every problem with the command line, one ``error:`` line each (none: the notebooks can run); writes nothing."""
-    problems = [f"{u!r}: not an option of run_course (--help lists them)" for u in unknown]
-    if args.profile is not None and args.profile not in PROFILES:
-        problems.append(f"--profile {args.profile!r}: not a profile; use one of {', '.join(PROFILES)}")
+    problems = list(args.parse_problems)
     if args.profile is None and os.environ.get("COURSE_PROFILE", "").strip().lower() not in ("", *PROFILES):
         problems.append(f"COURSE_PROFILE={os.environ['COURSE_PROFILE']!r} is not a profile; set it to one of "
                         f"{', '.join(PROFILES)}, unset it, or pass --profile")
-    if isinstance(args.timeout, str) or (args.timeout is not None and args.timeout < 1):
-        problems.append(f"--timeout {args.timeout}: must be a whole number of seconds, at least 1 (or leave it out "
-                        "for no limit)")
+    problems += rules(args, parser, {"timeout": (lambda v: v >= 1, "a whole number of seconds, at least 1 (or "
+                                                                   "leave it out for no limit)")})
     for path in args.notebooks:
         if not path.exists():
             problems.append(f"notebook {path}: no such file; check the name (ls notebooks/)")
@@ -134,25 +130,16 @@ def check_inputs(args: argparse.Namespace, unknown: list[str]) -> list[str]:
         KernelSpecManager().get_kernel_spec("python3")
     except NoSuchKernel:
         problems.append("no 'python3' Jupyter kernel: pip install ipykernel (make install does)")
-    return [f"error: {p}" for p in problems]
+    return errors(problems)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Check the command line, run the notebooks named (default: all in notebooks/), print a table of times."""
-    parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: notebooks/*.ipynb)")
-    parser.add_argument("--profile", metavar="{" + ",".join(PROFILES) + "}",
-                        help="COURSE_PROFILE for the run (default: as set, or auto)")
-    parser.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build)")
-    parser.add_argument("--timeout", type=_int_or_text, default=None,
-                        help="seconds allowed per cell (default: no limit)")
-    parser.add_argument("--record", type=Path, default=None, metavar="FOLDER",
-                        help="also write each notebook that ran cleanly into FOLDER/timings-<profile>.json, the "
-                             "committed record the README's times come from (benchmarks/results)")
-    args, unknown = parser.parse_known_args(argv)
+    parser = build_parser()
+    args, args.parse_problems = parse(parser, argv)
 
     args.notebooks = args.notebooks or sorted(Path("notebooks").glob("[0-9]*.ipynb"))
-    problems = check_inputs(args, unknown)
+    problems = check_inputs(args, parser)
     if not args.notebooks:
         problems.insert(0, f"error: no notebooks found in {Path.cwd() / 'notebooks'}: run from the repository "
                            "root or name them")

@@ -176,3 +176,19 @@ def _ddim_walk(predict: Callable, scheduler, x: torch.Tensor, timesteps: list[in
         x = ddim_step(scheduler, predict(x, t), t, t_next, x)[0]
     return x
 
+
+def sample_grid(pipeline, n: int, steps: int, seed: int = 0, names: list[str] | None = None):
+    """A grid of ``n`` samples (with ``names``: up to 8 per class, a row each) as a PIL image and as a
+    (N, C, H, W) uint8 array for TensorBoard."""
+    from .viz import make_grid
+
+    if names:
+        labels = torch.arange(len(names)).repeat_interleave(min(n, 8))
+        x = sample_with_guidance(pipeline.unet, pipeline.scheduler, steps, labels=labels, guidance_scale=1.0,
+                                 seed=seed, device=pipeline.device)
+        images = ((x + 1) / 2).permute(0, 2, 3, 1).float().numpy()
+    else:
+        generator = torch.Generator(pipeline.device).manual_seed(seed)
+        images = pipeline(batch_size=n, generator=generator, num_inference_steps=steps, output_type="np").images
+    grid = make_grid(pipeline.numpy_to_pil(images), cols=min(n, 8))
+    return grid, (images * 255).round().astype("uint8").transpose(0, 3, 1, 2)

@@ -34,8 +34,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -46,99 +44,12 @@ from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from . import tiny_sd
+from .cli import exit_on_problems
 from .data import butterfly_attributes
 from .files import atomic_folder
 from .metrics import drawn_butterflies
-from .train_unconditional import CHOICES, exit_on_problems, list_checkpoints, save_checkpoint, save_pipeline_into
-
-STAGES = ("vae", "unet")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m course_utils.train_text_to_image", description=__doc__.split("\n")[0])
-    p.add_argument("--output_dir", type=Path, required=True, help="where the pipeline, checkpoints and log go")
-    p.add_argument("--resolution", type=int, default=32, help="image size (a multiple of 8; latents are a quarter)")
-    p.add_argument("--num_images", type=int, default=5000, help="synthetic butterflies drawn for training")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vae_steps", type=int, default=1000,
-                   help="stage 1: VAE updates (0: keep the VAE untrained; its scaling factor is still measured)")
-    p.add_argument("--vae_batch_size", type=int, default=64)
-    p.add_argument("--vae_learning_rate", type=float, default=1e-3)
-    p.add_argument("--kl_weight", type=float, default=1e-6, help="weight of the VAE's KL term (Stable Diffusion: 1e-6)")
-    p.add_argument("--max_train_steps", type=int, default=2500, help="stage 2: U-Net + text encoder updates")
-    p.add_argument("--train_batch_size", type=int, default=128)
-    p.add_argument("--learning_rate", type=float, default=1e-3)
-    p.add_argument("--lr_scheduler", default="cosine", help=f"one of {', '.join(CHOICES['lr_scheduler'])}")
-    p.add_argument("--lr_warmup_steps", type=int, default=200)
-    p.add_argument("--mixed_precision", default="no", help="no, fp16 or bf16")
-    p.add_argument("--checkpointing_steps", type=int, default=500)
-    p.add_argument("--checkpoints_total_limit", type=int, default=1)
-    p.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
-    return p
-
-
-def check_args(args: argparse.Namespace) -> list[str]:
-    """Every problem with the flags, one line each (nothing is drawn, built or written)."""
-    problems = []
-    for flag in ("num_images", "vae_batch_size", "max_train_steps", "train_batch_size", "checkpointing_steps",
-                 "checkpoints_total_limit"):
-        if getattr(args, flag) < 1:
-            problems.append(f"--{flag} {getattr(args, flag)}: must be at least 1")
-    for flag in ("vae_steps", "lr_warmup_steps"):
-        if getattr(args, flag) < 0:
-            problems.append(f"--{flag} {getattr(args, flag)}: must be 0 or more")
-    for flag in ("learning_rate", "vae_learning_rate"):
-        if not 0 < getattr(args, flag) < 1:
-            problems.append(f"--{flag} {getattr(args, flag)}: must be between 0 and 1, e.g. 1e-3")
-    if not 0 <= args.kl_weight < 1:
-        problems.append(f"--kl_weight {args.kl_weight}: must be in [0, 1), e.g. 1e-6")
-    if args.resolution < 16 or args.resolution % 8:
-        problems.append(f"--resolution {args.resolution}: must be a multiple of 8, at least 16 (e.g. 32)")
-    for flag in ("lr_scheduler", "mixed_precision"):
-        if getattr(args, flag) not in CHOICES[flag]:
-            problems.append(f"--{flag} {getattr(args, flag)}: choose one of {', '.join(CHOICES[flag])}")
-    if args.mixed_precision == "fp16" and not torch.cuda.is_available():
-        problems.append("--mixed_precision fp16: needs a GPU; use no (or bf16) on a CPU")
-    out = args.output_dir
-    if out.exists() and not out.is_dir():
-        problems.append(f"--output_dir {out}: is a file; pass a folder (it is created if missing)")
-    elif args.resume_from_checkpoint is None and out.is_dir() and any(p.name[0] != "." for p in out.iterdir()):
-        problems.append(f"--output_dir {out}: holds another run; pass --resume_from_checkpoint latest to continue "
-                        "it, or a new folder")
-    elif args.resume_from_checkpoint not in (None, "latest"):
-        problems += _checkpoint_problems(Path(args.resume_from_checkpoint), out)
-    return problems
-
-
-def _stage_of(checkpoint: Path) -> str:
-    """The stage a checkpoint folder belongs to: "vae" or "unet" (from ``checkpoints-<stage>/checkpoint-N``)."""
-    return checkpoint.parent.name.removeprefix("checkpoints-")
-
-
-def _checkpoint_problems(ckpt: Path, out: Path) -> list[str]:
-    """Problems with ``--resume_from_checkpoint <path>``: a checkpoint of this run, of a stage that is still due."""
-    flag = f"--resume_from_checkpoint {ckpt}"
-    stage = _stage_of(ckpt)
-    if not (ckpt / "course_step.json").is_file() or stage not in STAGES:
-        return [f"{flag}: not a checkpoint of this script (want {out}/checkpoints-vae/checkpoint-N or "
-                f"{out}/checkpoints-unet/checkpoint-N, or latest)"]
-    if ckpt.resolve().parent.parent != out.resolve():
-        return [f"{flag}: belongs to another run; pass that run's folder as --output_dir (it holds the VAE and "
-                "tokenizer the checkpoint was trained with)"]
-    vae_done = (out / "vae" / "config.json").is_file()
-    if stage == "unet" and not vae_done:
-        return [f"{flag}: {out}/vae is missing, so stage 2 cannot go on; resume the VAE stage (latest) instead"]
-    if stage == "vae" and vae_done:
-        return [f"{flag}: the VAE stage has finished ({out}/vae); resuming it would retrain the VAE and lose stage 2: "
-                "pass latest"]
-    return []
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    exit_on_problems([f"error: {line}" for line in check_args(args)])  # printed once, by the first process
-    return args
+from .runs import LOG_FILE, TrainingLog, list_checkpoints, load_checkpoint, save_checkpoint, save_pipeline_into
+from .train_text_to_image_checks import STAGES, check_args, parse_args, stage_of
 
 
 def resume_point(args: argparse.Namespace) -> tuple[str, Path | None]:
@@ -146,8 +57,8 @@ def resume_point(args: argparse.Namespace) -> tuple[str, Path | None]:
     vae_done = (args.output_dir / "vae" / "config.json").is_file()
     if args.resume_from_checkpoint not in (None, "latest"):
         ckpt = Path(args.resume_from_checkpoint)
-        return _stage_of(ckpt), ckpt
-    log = args.output_dir / "training_log.json"
+        return stage_of(ckpt), ckpt
+    log = args.output_dir / LOG_FILE
     if args.resume_from_checkpoint and (args.output_dir / "model_index.json").is_file() and log.is_file() \
             and "args" in json.loads(log.read_text()):
         return "done", None
@@ -162,14 +73,16 @@ def batch_generator(args: argparse.Namespace, stage: str, step: int, process: in
 
 
 def main(argv: list[str] | None = None) -> Path:
+    """Check every flag, then train the VAE (stage 1) and the U-Net with the text encoder (stage 2), resumably;
+    return the output folder holding the pipeline."""
     args = parse_args(argv)
+    exit_on_problems(check_args(args))  # printed once, by the first process
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     accelerator.wait_for_everyone()  # every process has checked the flags before the first one writes anything
     accelerator.print(f"{accelerator.num_processes} process(es) on {accelerator.device}")
-    log_file = out / "training_log.json"
-    log = json.loads(log_file.read_text()) if log_file.is_file() else dict(losses={"vae": [], "unet": []}, seconds={})
+    log = TrainingLog(out, accelerator)
     stage, checkpoint = resume_point(args)
     if stage == "done":
         accelerator.print(f"{out} holds a finished run: nothing to resume")
@@ -195,37 +108,24 @@ def main(argv: list[str] | None = None) -> Path:
     return out
 
 
-def _save_log(accelerator: Accelerator, log: dict, file: Path, stage: str) -> None:
-    """Write the log (losses, and the stage's seconds so far, resumed runs included) whole or not at all."""
-    log["seconds"][stage] = round(time.perf_counter() - log["clock"], 1)
-    if accelerator.is_main_process:
-        tmp = file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: v for k, v in log.items() if k != "clock"}, indent=1))
-        tmp.replace(file)
-
-
 def _progress(accelerator, total: int, start: int, desc: str):
     return tqdm(total=total, initial=start, desc=desc, disable=not accelerator.is_local_main_process)
 
 
-def _restore(accelerator: Accelerator, checkpoint: Path | None, log: dict, stage: str) -> int:
+def _restore(accelerator: Accelerator, checkpoint: Path | None, log: TrainingLog, stage: str) -> int:
     """Load a checkpoint into the prepared objects; the step it was taken at (0 without one). The log keeps
-    the losses up to that step; the stage's seconds so far come from the checkpoint's ``course_model.json``."""
-    about = checkpoint / "course_model.json" if checkpoint is not None else None
-    seconds = json.loads(about.read_text()).get("seconds", 0) if about is not None and about.is_file() else 0
-    log["clock"] = time.perf_counter() - seconds  # the stage's time up to the checkpoint, not to a later log write
+    the losses up to that step and the stage's seconds so far (from the checkpoint's ``course_model.json``)."""
     if checkpoint is None:
-        log["losses"][stage] = []
+        log.start(stage)
         return 0
-    accelerator.load_state(str(checkpoint))
-    step = json.loads((checkpoint / "course_step.json").read_text())["step"]
-    log["losses"][stage] = [row for row in log["losses"][stage] if row[0] <= step]
+    step, about = load_checkpoint(accelerator, checkpoint)
+    log.start(stage, step, about.get("seconds", 0.0))
     accelerator.print(f"resumed the {stage} stage at step {step} from {checkpoint}")
     return step
 
 
-def _end_step(args, accelerator: Accelerator, optimizer, schedule, log: dict, stage: str, step: int, total: int,
-              running: list[float], bar) -> None:
+def _end_step(args, accelerator: Accelerator, optimizer, schedule, log: TrainingLog, stage: str, step: int,
+              total: int, running: list[float], bar) -> None:
     """After a backward pass: the optimizer's and the schedule's step; the running mean loss logged (at step 1,
     every 50 steps and the last); a checkpoint every ``--checkpointing_steps`` (not at the end: the stage saves)."""
     optimizer.step()
@@ -233,16 +133,17 @@ def _end_step(args, accelerator: Accelerator, optimizer, schedule, log: dict, st
     optimizer.zero_grad()
     bar.update(1)
     if step == 1 or step % 50 == 0 or step == total:
-        log["losses"][stage].append([step, round(float(np.mean(running)), 5)])
-        bar.set_postfix(loss=log["losses"][stage][-1][1])
+        log.add(step, float(np.mean(running)))
+        bar.set_postfix(loss=f"{np.mean(running):.5f}")
         running.clear()
     if step % args.checkpointing_steps == 0 and step < total:
-        _save_log(accelerator, log, args.output_dir / "training_log.json", stage)
+        log.save()
         save_checkpoint(accelerator, args.output_dir / f"checkpoints-{stage}", step, args.checkpoints_total_limit,
-                        about={"seconds": log["seconds"][stage]})
+                        about={"seconds": log.seconds()})
 
 
-def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpoint: Path | None, log: dict) -> None:
+def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpoint: Path | None,
+              log: TrainingLog) -> None:
     """Stage 1: L1 reconstruction + kl_weight * KL; then measure the scaling factor and save ``<out>/vae``."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_learning_rate, weight_decay=0.0)
     n = accelerator.num_processes  # a prepared schedule steps once per process per update
@@ -270,7 +171,7 @@ def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpo
         running.append(loss.item())
         _end_step(args, accelerator, optimizer, schedule, log, "vae", step, args.vae_steps, running, bar)
     bar.close()
-    _save_log(accelerator, log, args.output_dir / "training_log.json", "vae")  # before the VAE: it marks the stage done
+    log.save()  # before the VAE: it marks the stage done
     if accelerator.is_main_process:
         vae = accelerator.unwrap_model(vae).eval()
         with torch.no_grad():
@@ -284,7 +185,7 @@ def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpo
 
 
 def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.Tensor, attrs: list,
-               checkpoint: Path | None, log: dict) -> None:
+               checkpoint: Path | None, log: TrainingLog) -> None:
     """Stage 2: the U-Net and text encoder predict the noise in latents of the frozen VAE, reading the caption."""
     unet, text_encoder, tokenizer, noise_scheduler = (parts[k] for k in ("unet", "text_encoder", "tokenizer",
                                                                          "noise_scheduler"))
@@ -323,13 +224,9 @@ def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.T
         running.append(loss.item())
         _end_step(args, accelerator, optimizer, schedule, log, "unet", step, args.max_train_steps, running, bar)
     bar.close()
-    cuda = torch.cuda.is_available()
-    device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
-    log.update(args={k: str(v) for k, v in vars(args).items()}, device=device, torch=torch.__version__,
-               date=str(date.today()), processes=accelerator.num_processes,
-               parameters={k: sum(p.numel() for p in m.parameters()) for k, m in
-                           (("vae", vae), ("text_encoder", text_encoder), ("unet", unet))})
-    _save_log(accelerator, log, args.output_dir / "training_log.json", "unet")  # the run is done once the pipeline is
+    log.finish(args, parameters={k: sum(p.numel() for p in m.parameters()) for k, m in
+                                 (("vae", vae), ("text_encoder", text_encoder), ("unet", unet))})
+    log.save()  # the run is done once the pipeline is
     if accelerator.is_main_process:
         pipeline = tiny_sd.assemble(vae, accelerator.unwrap_model(text_encoder).eval(), tokenizer,
                                     accelerator.unwrap_model(unet).eval())
@@ -339,6 +236,7 @@ def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.T
 
 
 def cli() -> None:
+    """``python -m course_utils.train_text_to_image``."""
     main(sys.argv[1:])
 
 

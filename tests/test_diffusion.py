@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from course_utils.diffusion import ddpm_target, min_snr_weights, train_ddpm
+from course_utils.diffusion import ddpm_target, diffusion_loss, min_snr_weights, train_ddpm
 from course_utils.sampling import sample_ddpm
 
 
@@ -100,6 +100,31 @@ def test_lr_scheduler_and_snr_gamma_reach_the_training_step():
     first = [train_ddpm(m, s, data[:1], 1, 0.0, generator=torch.Generator().manual_seed(0), snr_gamma=gamma)[0]
              for m, gamma in ((copy.deepcopy(model), 5.0), (copy.deepcopy(model), None))]
     assert first[0] < first[1]
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction"])
+def test_diffusion_loss_is_the_step_written_out_with_diffusers_min_snr_and_label_dropping(kind):
+    from diffusers.training_utils import compute_snr
+
+    torch.manual_seed(0)
+    model = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+                        norm_num_groups=4, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2,
+                        num_class_embeds=4)
+    s = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type=kind)
+    clean, labels = torch.rand(6, 1, 8, 8) * 2 - 1, torch.tensor([0, 1, 2, 0, 1, 2])
+    loss = diffusion_loss(model, s, clean, labels, generator=torch.Generator().manual_seed(3), snr_gamma=5.0,
+                          class_drop_prob=0.5)
+    g = torch.Generator().manual_seed(3)  # the same draws, in the same order, by hand
+    noise = torch.randn(clean.shape, generator=g)
+    t = torch.randint(0, 1000, (6,), generator=g)
+    dropped = torch.where(torch.rand(6, generator=g) < 0.5, 3, labels)
+    assert 0 < (dropped == 3).sum() < 6, "the seed should drop some labels and keep others"
+    target = noise if kind == "epsilon" else s.get_velocity(clean, noise, t)
+    with torch.no_grad():
+        error = ((model(s.add_noise(clean, noise, t), t, class_labels=dropped).sample - target) ** 2).mean((1, 2, 3))
+    snr = compute_snr(s, t)  # diffusers' train_text_to_image.py weighting
+    weights = torch.stack([snr, 5.0 * torch.ones_like(t)], 1).min(1)[0] / (snr if kind == "epsilon" else snr + 1)
+    assert torch.allclose(loss, (error * weights).mean(), rtol=1e-5)
 
 
 # ---- Chapter 12: flow matching -----------------------------------------------------------------------------

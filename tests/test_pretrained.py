@@ -99,7 +99,7 @@ def test_retrain_writes_a_loadable_pipeline_and_its_record(tmp_path):
 
 
 def test_the_command_line_reports_every_bad_input_on_one_line_each(tmp_path, capsys):
-    from course_utils.pretrained import main
+    from course_utils.pretrained.__main__ import main
 
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
@@ -112,7 +112,7 @@ def test_the_command_line_reports_every_bad_input_on_one_line_each(tmp_path, cap
 
 
 def test_card_with_retrain_is_refused(tmp_path, capsys):
-    from course_utils.pretrained import main
+    from course_utils.pretrained.__main__ import main
 
     with pytest.raises(SystemExit) as stop:
         main(["--card", "digits-28", "--retrain", "digits-28", "--out", str(tmp_path / "out")])
@@ -124,7 +124,7 @@ def test_card_with_retrain_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["--retrain", "digits-28"], ["--card", "butterflies-32"],
                                   ["--retrain", "digits-28", "--out", str(pretrained.path("digits-28"))]])
 def test_writing_into_the_shipped_folder_needs_in_place(argv, capsys):
-    from course_utils.pretrained import main
+    from course_utils.pretrained.__main__ import main
 
     folder = pretrained.path(argv[1])
     before = sorted((p.relative_to(folder), p.stat().st_mtime_ns) for p in folder.rglob("*"))
@@ -138,7 +138,7 @@ def test_writing_into_the_shipped_folder_needs_in_place(argv, capsys):
 
 
 def test_in_place_goes_with_a_name_and_not_with_another_out(tmp_path, capsys):
-    from course_utils.pretrained import main
+    from course_utils.pretrained.__main__ import main
 
     for argv, expected in ((["--in_place"], "--in_place only means something with --retrain NAME or --card NAME"),
                            (["--retrain", "digits-28", "--in_place", "--out", str(tmp_path)], "drop one of them")):

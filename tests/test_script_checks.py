@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from course_utils import hub, pretrained, run_course
 from course_utils import train_unconditional as tu
+from course_utils import train_unconditional_checks as checks
 
 TOKEN = "hf_SECRETfake123"  # planted in the environment: it must never show up anywhere
 TINY = dict(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=[8, 16],
@@ -37,7 +38,7 @@ def images(butterfly_folder) -> Path:
 
 def problems(*argv: str) -> list[str]:
     """The script's check lines for a command line."""
-    return tu.check_args(tu.parse_args(list(argv)))
+    return checks.check_args(checks.parse_args(list(argv)))
 
 
 def write_config(folder: Path, **changes) -> Path:
@@ -95,6 +96,9 @@ def all_text(folder: Path) -> bytes:
     (["--dataset_name", "huggan/smithsonian_butterflies_subset", "--class_conditional", "--class_drop_prob", "1.5"],
      "--class_drop_prob 1.5: must be in [0, 1)"),
     (["--seed", "-1"], "--seed -1: must be in [0, 2**32)"),
+    (["--snr_gamma", "0"], "--snr_gamma 0.0: must be a finite number above 0"),
+    (["--snr_gamma", "five"], "--snr_gamma 'five': not a number"),
+    (["--prediction_type", "flow", "--snr_gamma", "5"], "--snr_gamma with --prediction_type flow"),
     (["--lr_scheduler", "cosin"], "--lr_scheduler 'cosin': not one of linear, cosine,"),
     (["--mixed_precision", "fp32"], "--mixed_precision 'fp32': not one of no, fp16, bf16"),
     (["--prediction_type", "noise"], "--prediction_type 'noise': not one of epsilon, sample, v_prediction"),
@@ -450,9 +454,9 @@ def test_a_push_that_can_work_fills_in_the_repo_id(role, scoped, images, tmp_pat
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(hub, "can_reach", lambda *a, **k: True)
     monkeypatch.setattr(huggingface_hub, "whoami", whoami_says(role, scoped=scoped))
-    args = tu.parse_args(["--train_data_dir", str(images), "--output_dir", str(tmp_path / "my-ddpm"),
+    args = checks.parse_args(["--train_data_dir", str(images), "--output_dir", str(tmp_path / "my-ddpm"),
                           "--push_to_hub"])
-    assert tu.check_args(args) == [] and args.hub_model_id == "me/my-ddpm"
+    assert checks.check_args(args) == [] and args.hub_model_id == "me/my-ddpm"
 
 
 def test_the_script_stops_before_any_work_with_every_line_and_no_token(images, tmp_path):
@@ -482,7 +486,7 @@ def notebook(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("case, expected", [
-    ("unknown profile", "--profile 'huge': not a profile; use one of small, cpu, full"),
+    ("unknown profile", "--profile 'huge': not one of small, cpu, full"),
     ("bad COURSE_PROFILE", "COURSE_PROFILE='huge' is not a profile"),
     ("missing notebook", "notebook {tmp}/nb/99_nope.ipynb: no such file"),
     ("not a notebook", "notebook {tmp}/nb/notes.txt: not a .ipynb file"),
@@ -491,7 +495,7 @@ def notebook(tmp_path) -> Path:
     ("out under a file", "--out {tmp}/file.txt/build: {tmp}/file.txt is a file"),
     ("out is the notebooks' folder", "--out {tmp}/nb: the notebooks' own folder"),
     ("zero timeout", "--timeout 0: must be a whole number of seconds, at least 1"),
-    ("unknown option", "'--fast': not an option of run_course"),
+    ("unknown option", "'--fast': not a flag of this script"),
 ])
 def test_run_course_checks_its_command_line_first(case, expected, notebook, tmp_path, monkeypatch, capsys):
     tmp = tmp_path

@@ -9,6 +9,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from course_utils import metrics, pretrained, tiny_sd, train_text_to_image
+from course_utils import train_text_to_image_checks as t2i_checks
 from course_utils.data import BACKGROUNDS, WING_COLOURS, butterfly_attributes
 from course_utils.sampling import ddim_invert, ddim_regenerate
 
@@ -191,16 +192,27 @@ def test_the_script_reports_every_bad_flag_before_doing_anything(tmp_path, capsy
     assert [p.name for p in occupied.iterdir()] == ["something"]  # nothing written
 
 
+def test_a_bad_type_is_reported_with_the_other_problems_one_line_each():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "course_utils.train_text_to_image", "--resolution", "abc",
+                           "--max_train_steps", "0"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == ["error: --resolution 'abc': not a whole number",
+                                                "error: --max_train_steps 0: must be at least 1 (default: 2500)"]
+
+
 def test_resuming_is_refused_from_a_checkpoint_of_another_run_or_a_stage_that_is_not_due(tmp_path, capsys):
     run = tmp_path / "run"
     (run / "checkpoints-unet" / "checkpoint-2").mkdir(parents=True)
     (run / "checkpoints-unet" / "checkpoint-2" / "course_step.json").write_text('{"step": 2}')
-    problems = train_text_to_image.check_args(train_text_to_image.build_parser().parse_args(
+    problems = t2i_checks.check_args(t2i_checks.build_parser().parse_args(
         ["--output_dir", str(run), "--resume_from_checkpoint", str(run / "checkpoints-unet" / "checkpoint-2")]))
     assert len(problems) == 1 and "vae is missing" in problems[0]  # stage 2 needs the finished VAE
     other = tmp_path / "other"
     other.mkdir()
-    problems = train_text_to_image.check_args(train_text_to_image.build_parser().parse_args(
+    problems = t2i_checks.check_args(t2i_checks.build_parser().parse_args(
         ["--output_dir", str(other), "--resume_from_checkpoint", str(run / "checkpoints-unet" / "checkpoint-2")]))
     assert len(problems) == 1 and "another run" in problems[0] and str(other) not in problems[0]
 

@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from course_utils import train_unconditional as tu
+from course_utils import train_unconditional_checks as checks
+from course_utils.diffusion import default_unet
+from course_utils.runs import list_checkpoints
 
 FAST = ["--resolution", "16", "--train_batch_size", "4", "--eval_batch_size", "4", "--ddpm_num_steps", "50",
         "--ddpm_num_inference_steps", "4", "--lr_warmup_steps", "0", "--learning_rate", "1e-3", "--seed", "0"]
@@ -38,7 +40,7 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
 
 
 def test_flags_and_defaults_match_the_diffusers_example():
-    args = tu.parse_args(["--train_data_dir", "x"])
+    args = checks.parse_args(["--train_data_dir", "x"])
     expected = dict(output_dir="ddpm-model-64", resolution=64, train_batch_size=16, eval_batch_size=16, num_epochs=100,
                     save_images_epochs=10, save_model_epochs=10, gradient_accumulation_steps=1, learning_rate=1e-4,
                     lr_scheduler="cosine", lr_warmup_steps=500, adam_beta1=0.95, adam_beta2=0.999,
@@ -49,7 +51,7 @@ def test_flags_and_defaults_match_the_diffusers_example():
                     resume_from_checkpoint=None, center_crop=False, random_flip=False, push_to_hub=False,
                     seed=None, max_train_steps=None)
     assert {k: getattr(args, k) for k in expected} == expected
-    every = tu.parse_args([
+    every = checks.parse_args([
         "--dataset_name", "huggan/smithsonian_butterflies_subset", "--dataset_config_name", "default",
         "--model_config_name_or_path", "cfg", "--output_dir", "o", "--overwrite_output_dir", "--cache_dir", "c",
         "--resolution", "32", "--center_crop", "--random_flip", "--train_batch_size", "8", "--eval_batch_size", "4",
@@ -73,13 +75,13 @@ def test_flags_and_defaults_match_the_diffusers_example():
     (["--train_data_dir", "x", "--checkpointing_steps", "0"], "checkpointing_steps"),
 ])
 def test_bad_flags_are_refused_with_a_reason(argv, message):
-    problems = tu.check_args(tu.parse_args(argv))
+    problems = checks.check_args(checks.parse_args(argv))
     assert any(message in p for p in problems) and not any("hf_secret" in p for p in problems)
 
 
 @pytest.mark.parametrize("resolution, levels", [(8, 2), (16, 3), (32, 4), (64, 5), (128, 6)])
 def test_default_unet_fits_the_resolution(resolution, levels):
-    model, described = tu.default_unet(resolution)
+    model, described = default_unet(resolution)
     assert len(model.config.block_out_channels) == levels and str(levels) in described
     with torch.no_grad():
         x = torch.randn(1, 3, resolution, resolution)
@@ -118,17 +120,21 @@ def test_killed_run_resumes_from_its_last_checkpoint_and_finishes(image_folder, 
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = [int(p.name.split("-")[1]) for p in tu.list_checkpoints(out_dir)]
+    done = [int(p.name.split("-")[1]) for p in list_checkpoints(out_dir)]
     assert done and max(done) >= 8 and not (out_dir / "model_index.json").exists()
     resumed = run_script(*common, "--resume_from_checkpoint", "latest")
     out = finish(resumed)
     assert resumed.returncode == 0, out
     assert f"resumed from {out_dir / f'checkpoint-{max(done)}'} at step {max(done)}" in out
-    final = tu.list_checkpoints(out_dir)
+    final = list_checkpoints(out_dir)
     assert [p.name for p in final] == ["checkpoint-20", "checkpoint-24"]  # total limit 2 kept the newest
     assert json.loads((final[-1] / "course_step.json").read_text()) == {"step": 24}
     assert (out_dir / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert not [p for p in out_dir.iterdir() if p.name.startswith(".")]  # no temporary folders left
+    log = json.loads((out_dir / "training_log.json").read_text())  # the losses of both parts, one row per epoch
+    steps = [step for step, _ in log["losses"]["unet"]]
+    assert steps == sorted(set(steps)) and steps[-1] == 24 and steps[0] < max(done)
+    assert log["args"]["max_train_steps"] == "24" and log["seconds"]["unet"] > 0
 
 
 def test_ema_weights_are_saved_and_differ_from_the_raw_weights(image_folder, tmp_path):
@@ -161,7 +167,7 @@ def test_two_cpu_processes_save_once_and_log_once(image_folder, tmp_path):
     events = list((out_dir / "logs").rglob("events.out.tfevents.*"))  # name: ...tfevents.<time>.<host>.<pid>.<n>
     assert events and len({e.name.split(".")[-2] for e in events}) == 1  # all written by one process
     assert sorted(p.name for p in (out_dir / "samples").iterdir()) == ["epoch_0002.png"]
-    assert [p.name for p in tu.list_checkpoints(out_dir)] == ["checkpoint-2", "checkpoint-4"]
+    assert [p.name for p in list_checkpoints(out_dir)] == ["checkpoint-2", "checkpoint-4"]
     assert sorted((out_dir / "checkpoint-4").glob("random_states_*.pkl")) == [
         out_dir / "checkpoint-4" / "random_states_0.pkl", out_dir / "checkpoint-4" / "random_states_1.pkl"]
 
@@ -178,7 +184,7 @@ def test_data_on_device_fast_path_trains_and_resumes_at_the_right_step(image_fol
     out = finish(resumed)
     assert resumed.returncode == 0, out
     assert "at step 6" in out
-    assert json.loads((tu.list_checkpoints(out_dir)[-1] / "course_step.json").read_text()) == {"step": 9}
+    assert json.loads((list_checkpoints(out_dir)[-1] / "course_step.json").read_text()) == {"step": 9}
 
 
 def test_data_on_device_refuses_a_random_crop_of_non_square_images(tmp_path):
@@ -231,7 +237,7 @@ def test_class_conditional_needs_labelled_images(image_folder, tmp_path):
 
 
 def test_class_drop_prob_must_be_a_probability():
-    problems = tu.check_args(tu.parse_args(["--train_data_dir", "x", "--class_drop_prob", "1.5"]))
+    problems = checks.check_args(checks.parse_args(["--train_data_dir", "x", "--class_drop_prob", "1.5"]))
     assert any(p.startswith("error: --class_drop_prob 1.5: must be in [0, 1)") for p in problems)
 
 
