@@ -61,6 +61,7 @@ class Recipe:
     prediction_type: str = "v_prediction"
     description: str = ""
     tags: tuple[str, ...] = field(default=("unconditional-image-generation",))
+    scheduler: dict = field(default_factory=dict)  # sampling settings written over the trained scheduler's config
 
 
 # The course's recipe: cosine schedule, v-prediction target, AdamW 4e-4 with warm-up and cosine decay, batch 256,
@@ -81,6 +82,9 @@ RECIPES: dict[str, Recipe] = {
         flags=("--class_conditional", "--class_drop_prob", "0.1"),
         description="class-conditioned 28x28 digits (label 10 = no class) for classifier-free guidance",
         tags=("class-conditional-image-generation",),
+        # DDIM's default x0 clipping, fed a guided prediction, collapses the samples past guidance scale 2
+        # (benchmarks/cfg_clip_sample.py; chapter 7): sample without it. Set after training, weights unchanged.
+        scheduler=dict(clip_sample=False),
     ),
     "digits-28-flow": Recipe(
         data="digits", resolution=28, steps=4000, prediction_type="flow",
@@ -305,6 +309,7 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     out = Path(out or path(name))
     with atomic_folder(out, replace=True) as tmp:
         pipeline = DDPMPipeline.from_pretrained(run_dir, use_safetensors=True, dtype=torch.float16)
+        pipeline.scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config, **recipe.scheduler)
         pipeline.save_pretrained(tmp, safe_serialization=True)
         if recipe.data == "clips":
             from ..audio import SPECTROGRAM
