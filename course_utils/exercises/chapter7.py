@@ -43,7 +43,8 @@ def check_cfg_combine(cfg_combine: Callable) -> Verdict:
             if torch.allclose(got, cond + s * (cond - uncond), atol=1e-5):
                 return wrong(f"at scale {s:g} you start from eps_cond (the paper's w form, which is scale "
                              f"{s + 1:g}); start from eps_uncond",
-                             f"引导强度 {s:g} 时你从 eps_cond 出发（论文的 w 写法，相当于引导强度 {s + 1:g}）；应从 eps_uncond 出发")
+                             f"引导强度 {s:g} 时你从 eps_cond 出发（论文的 w 写法，"
+                             f"相当于引导强度 {s + 1:g}）；应从 eps_uncond 出发")
             off = float((got - expected[s]).abs().max())
             return wrong(f"at scale {s:g} it is off diffusers' ClassifierFreeGuidance by up to {off:.3g}",
                          f"引导强度 {s:g} 时与 diffusers 的 ClassifierFreeGuidance 最多相差 {off:.3g}")
@@ -92,7 +93,8 @@ def check_wing_loss(wing_loss: Callable, target: torch.Tensor) -> Verdict:
     if float(blue_loss.max()) >= float(red_loss.min()):
         return wrong(f"blue-winged drawings score {blue_loss.tolist()} and red-winged ones {red_loss.tolist()}: "
                      "blue ones (the target colour) should score lower",
-                     f"蓝色翅膀的绘制的蝴蝶得分 {blue_loss.tolist()}，红色翅膀的得分 {red_loss.tolist()}：蓝色（目标颜色）应更低")
+                     f"蓝色翅膀的绘制的蝴蝶得分 {blue_loss.tolist()}，"
+                     f"红色翅膀的得分 {red_loss.tolist()}：蓝色（目标颜色）应更低")
     return right("zero gradient on the background, not on the butterfly, and blue wings score below red ones",
                  "背景上梯度为零、蝴蝶上不为零，蓝色翅膀的损失低于红色翅膀")
 
