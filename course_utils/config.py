@@ -102,13 +102,13 @@ SETTINGS: dict[str, dict[str, dict]] = {
     "ch7": {
         "small": dict(colour="blue", colour_scales=(0, 15), n_guided=8, guided_steps=10, digit=3,
                       digit_scales=(0, 3), cond_channels=(16, 32), cond_epochs=1, cond_max_train=256,
-                      cfg_scales=(0, 1, 3), per_digit=2, cfg_steps=10),
+                      cfg_scales=(1, 3), clip_scales=(1, 3), per_digit=2, cfg_steps=10),
         "cpu": dict(colour="blue", colour_scales=(0, 5, 15, 50), n_guided=12, guided_steps=20, digit=3,
                     digit_scales=(0, 1, 3, 10), cond_channels=(16, 32), cond_epochs=15, cond_max_train=None,
-                    cfg_scales=(0, 1, 2, 3, 5, 7), per_digit=4, cfg_steps=20),
+                    cfg_scales=(1, 2, 3, 5, 7.5), clip_scales=(1, 2, 3, 5), per_digit=3, cfg_steps=20),
         "full": dict(colour="blue", colour_scales=(0, 5, 15, 50), n_guided=64, guided_steps=50, digit=3,
                      digit_scales=(0, 1, 3, 10), cond_channels=(32, 64, 64), cond_epochs=30, cond_max_train=None,
-                     cfg_scales=(0, 1, 2, 3, 5, 7), per_digit=20, cfg_steps=50),
+                     cfg_scales=(1, 2, 3, 5, 7.5), clip_scales=(1, 2, 3, 5, 7.5), per_digit=20, cfg_steps=50),
     },
     # Chapter 8: the shipped tiny-sd-butterflies part by part, the pipeline, img2img, inpainting, a short script run.
     # full also runs a real Stable Diffusion checkpoint (online, on a GPU) through the same cells.

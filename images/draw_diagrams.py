@@ -1,4 +1,4 @@
-"""Draw the course's diagrams into images/: the sampling pipeline and chapter 1's BasicUNet.
+"""Draw the course's diagrams into images/: the sampling pipeline, chapter 1's BasicUNet, chapter 7's guidance.
 
     python images/draw_diagrams.py
 """
@@ -85,6 +85,49 @@ def basic_unet() -> Path:
     return save(fig, "basic_unet.png")
 
 
+def guidance() -> Path:
+    """Chapter 7: classifier-free guidance as vectors, and loss guidance's nudge of x_t before the scheduler's step."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax in (left, right):
+        ax.set_aspect("equal")
+        ax.axis("off")
+    # Left: eps_u + s (eps_c - eps_u) walks along the line from eps_u through eps_c, past it for s > 1.
+    left.set(xlim=(-0.3, 6.2), ylim=(-0.5, 4.6), title="classifier-free guidance")
+    origin, eps_u, eps_c = (0.0, 0.0), (2.6, 0.6), (3.2, 1.6)
+    for s, colour, name in ((0, "gray", "s = 0: ε_u (told \"no class\")"),
+                            (1, "tab:blue", "s = 1: ε_c (told the label)"),
+                            (3, "tab:red", "s = 3: ε_u + 3·(ε_c − ε_u)")):
+        tip = (eps_u[0] + s * (eps_c[0] - eps_u[0]), eps_u[1] + s * (eps_c[1] - eps_u[1]))
+        left.add_patch(FancyArrowPatch(origin, tip, arrowstyle="-|>", mutation_scale=14, lw=1.8, color=colour))
+        left.text(tip[0] + 0.12, tip[1] - 0.08, name, fontsize=9, color=colour, va="center")
+    left.plot([eps_u[0], eps_u[0] + 3.6 * (eps_c[0] - eps_u[0])], [eps_u[1], eps_u[1] + 3.6 * (eps_c[1] - eps_u[1])],
+              ls=":", color="black", lw=1)
+    left.add_patch(FancyArrowPatch(eps_u, eps_c, arrowstyle="-|>", mutation_scale=10, lw=1.2, ls="--", color="black"))
+    left.text(3.0, 0.95, "ε_c − ε_u", fontsize=9, ha="left")
+    left.text(2.9, -0.35, "the model's prediction at x_t (ε, or v: the mix is the same)", fontsize=8, ha="center",
+              style="italic")
+    # Right: x_t moves against the gradient of loss(x0_hat(x_t)), then the scheduler steps from there.
+    right.set(xlim=(-0.2, 6.4), ylim=(-0.5, 4.6), title="loss guidance")
+    for r in (0.4, 0.8, 1.2, 1.6):  # level sets of the loss, centred where the loss is lowest
+        right.add_patch(matplotlib.patches.Ellipse((4.6, 3.6), 2 * r, 1.2 * r, fill=False, color="tab:green", lw=0.8))
+    right.text(4.6, 3.6, "low loss", fontsize=8, ha="center", va="center", color="tab:green")
+    x_t, nudged, x_prev, plain = (1.2, 1.2), (2.1, 2.0), (3.0, 1.0), (2.1, 0.2)
+    right.plot(*x_t, "ko")
+    right.text(x_t[0] - 0.1, x_t[1] + 0.25, "x_t", fontsize=10, ha="right")
+    right.add_patch(FancyArrowPatch(x_t, nudged, arrowstyle="-|>", mutation_scale=14, lw=1.8, color="tab:red"))
+    right.text(-0.1, 2.75, "nudge: x_t − s·∇ loss(x̂_0(x_t))\n(the gradient runs back\nthrough the U-Net)", fontsize=8,
+               color="tab:red")
+    right.add_patch(FancyArrowPatch(nudged, x_prev, arrowstyle="-|>", mutation_scale=14, lw=1.8, color="tab:blue"))
+    right.text(2.75, 1.7, "scheduler.step", fontsize=8, color="tab:blue")
+    right.plot(*x_prev, "o", color="tab:blue")
+    right.text(x_prev[0] + 0.15, x_prev[1] - 0.05, "x_{t−1}", fontsize=10)
+    right.add_patch(FancyArrowPatch(x_t, plain, arrowstyle="-|>", mutation_scale=10, lw=1, ls="--", color="gray"))
+    right.text(plain[0] + 0.1, plain[1] - 0.2, "unguided step", fontsize=8, color="gray")
+    right.text(3.1, -0.35, "x̂_0 = the clean image predicted from x_t; the loss scores it", fontsize=8, ha="center",
+               style="italic")
+    return save(fig, "guidance.png")
+
+
 if __name__ == "__main__":
-    for path in (pipeline(), basic_unet()):
+    for path in (pipeline(), basic_unet(), guidance()):
         print("wrote", path)

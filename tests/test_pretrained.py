@@ -93,7 +93,9 @@ def test_retrain_writes_a_loadable_pipeline_and_its_record(tmp_path):
     from diffusers import DDPMPipeline
     from safetensors import safe_open
 
-    assert DDPMPipeline.from_pretrained(out).unet.config.num_class_embeds == 11  # 10 digits + "no class"
+    retrained = DDPMPipeline.from_pretrained(out)
+    assert retrained.unet.config.num_class_embeds == 11  # 10 digits + "no class"
+    assert retrained.scheduler.config.clip_sample is False  # the recipe's sampling setting (chapter 7)
     with safe_open(out / "unet" / "diffusion_pytorch_model.safetensors", "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
 

@@ -35,6 +35,7 @@ class Recipe:
     conditional: bool = False
     prediction_type: str = "v_prediction"
     tags: tuple[str, ...] = field(default=("unconditional-image-generation",))
+    scheduler: dict = field(default_factory=dict)  # sampling settings written over the trained scheduler's config
 
     @property
     def text_to_image(self) -> bool:
@@ -59,6 +60,9 @@ RECIPES: dict[str, Recipe] = {
         flags=("--class_conditional", "--class_drop_prob", "0.1"),
         description="class-conditioned 28x28 digits (label 10 = no class) for classifier-free guidance",
         tags=("class-conditional-image-generation",),
+        # DDIM's default x0 clipping, fed a guided prediction, collapses the samples past guidance scale 2
+        # (benchmarks/cfg_clip_sample.py; chapter 7): sample without it. Set after training, weights unchanged.
+        scheduler=dict(clip_sample=False),
     ),
     "digits-28-flow": Recipe(
         data="digits", resolution=28, steps=4000, prediction_type="flow",

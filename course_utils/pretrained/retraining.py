@@ -94,6 +94,7 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     out = Path(out or path(name))
     with atomic_folder(out, replace=True) as tmp:
         pipeline = DDPMPipeline.from_pretrained(run_dir, use_safetensors=True, dtype=torch.float16)
+        pipeline.scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config, **recipe.scheduler)
         pipeline.save_pretrained(tmp, safe_serialization=True)
         if recipe.data == "clips":
             from ..audio import SPECTROGRAM
