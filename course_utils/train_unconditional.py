@@ -61,7 +61,6 @@ from .diffusion import default_unet, diffusion_loss, is_flow
 from .files import write_text_atomic
 from .imagefolder import BadImagesError, to_rgb
 from .runs import TrainingLog, load_checkpoint, resume_path, save_checkpoint, save_pipeline_into
-from .runs import list_checkpoints as list_checkpoints  # course_utils.pretrained still imports it from here
 from .sampling import sample_grid
 
 # ---- Data -----------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ that made it, ``training.json`` (the run's command, device, time, losses) and ``
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -99,54 +98,3 @@ from .retraining import retrain  # noqa: E402
 
 __all__ = ["HERE", "NAMES", "RECIPES", "Recipe", "class_names", "ddim_samples", "evaluate", "load",
            "load_longer_trained", "path", "retrain", "write_card"]
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``--retrain NAME [--steps N]``, ``--card NAME`` or ``--list``."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m course_utils.pretrained", description=__doc__.split("\n")[0])
-    p.add_argument("--retrain", choices=NAMES, help="train this pipeline again with its recipe")
-    p.add_argument("--steps", type=int, default=None, help="optimizer updates (default: the shipped run's)")
-    p.add_argument("--work_dir", type=Path, default=None, help="where data, checkpoints and logs go")
-    p.add_argument("--out", type=Path, default=None, help="where the pipeline goes (or the folder --card rescores)")
-    p.add_argument("--in_place", action="store_true",
-                   help="write into the package's own folder course_utils/pretrained/NAME (replacing the shipped one)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted --retrain from its checkpoint")
-    p.add_argument("--card", choices=NAMES, help="score a pipeline again and rewrite its model card")
-    p.add_argument("--list", action="store_true", help="list the shipped pipelines")
-    args = p.parse_args(argv)
-    problems = [f"--steps {args.steps}: must be at least 1"] if args.steps is not None and args.steps < 1 else []
-    problems += [f"{flag} {value}: is a file, not a folder; pass a folder (it is created if missing)"
-                 for flag, value in (("--out", args.out), ("--work_dir", args.work_dir)) if value and value.is_file()]
-    if args.card and args.retrain:
-        problems.append(f"--card {args.card} with --retrain {args.retrain}: give one; --retrain already scores the "
-                        "new pipeline and writes its card")
-    name = args.retrain or args.card
-    shipped = name and (args.out is None or args.out.expanduser().resolve() == path(name))
-    if shipped and not args.in_place:
-        problems.append(f"{'--retrain' if args.retrain else '--card'} {name} would overwrite the shipped "
-                        f"course_utils/pretrained/{name}; pass --out FOLDER to write elsewhere, or --in_place to "
-                        "replace the shipped one")
-    if args.in_place and not name:
-        problems.append("--in_place only means something with --retrain NAME or --card NAME")
-    elif args.in_place and not shipped:
-        problems.append(f"--in_place with --out {args.out}: --in_place writes into course_utils/pretrained/{name}; "
-                        "drop one of them")
-    if args.card and not ((args.out or path(args.card)) / "training.json").is_file():
-        problems.append(f"--card {args.card}: {args.out or path(args.card)} has no training.json; pass --out with the "
-                        "folder a --retrain wrote")
-    if problems:
-        p.exit(2, "".join(f"error: {line}\n" for line in problems))
-    if args.card:
-        print("wrote", write_card(args.card, args.out))
-        return
-    if args.list or not args.retrain:
-        for name in NAMES:
-            print(f"{name:24s} {RECIPES[name].description}")
-        return
-    print("saved", retrain(args.retrain, args.steps, args.work_dir, args.out, args.resume))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

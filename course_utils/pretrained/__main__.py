@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..cli import AT_LEAST_1, INT, Parser, errors, exit_on_problems, parse, rules
-from . import NAMES, RECIPES, TEXT_TO_IMAGE, path, retrain, write_card
+from . import NAMES, RECIPES, path, retrain, write_card
 
 
 def build_parser() -> Parser:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.list or not args.retrain:
         for name in NAMES:
-            print(f"{name:24s} {RECIPES[name].description if name in RECIPES else TEXT_TO_IMAGE[name]['description']}")
+            print(f"{name:24s} {RECIPES[name].description}")
         return
     print("saved", retrain(args.retrain, args.steps, args.work_dir, args.out, args.resume))
 

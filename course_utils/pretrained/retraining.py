@@ -173,7 +173,7 @@ def _where(out: Path, name: str) -> str:
 def _time_before_resuming(run_dir: Path) -> tuple[int, float] | None:
     """(step, seconds) of an interrupted run: its newest checkpoint's step, and the time from the run's start
     (when ``retrain`` wrote ``unet_config.json``) to that checkpoint; None if there is none to resume."""
-    from ..train_unconditional import list_checkpoints
+    from ..runs import list_checkpoints
 
     found = list_checkpoints(run_dir)
     if not found or not (run_dir / "unet_config.json").is_file():
