@@ -41,7 +41,7 @@ def ddim_step_eta_unshrunk(eps, x, abar_t, abar_next, eta, noise):
 def relative_change(base, tuned):
     changes = {}
     for (name, a), (_, b) in zip(base.named_children(), tuned.named_children(), strict=True):
-        pairs = list(zip(a.parameters(), b.parameters(), strict=True))
+        pairs = [(x.detach(), y.detach()) for x, y in zip(a.parameters(), b.parameters(), strict=True)]
         if pairs:
             moved = sum(float(((y - x) ** 2).sum()) for x, y in pairs) ** 0.5
             changes[name] = moved / sum(float((x**2).sum()) for x, _ in pairs) ** 0.5

@@ -6,6 +6,7 @@ steps, ``peft`` for the adapters' size and their merge; the weight changes are r
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -127,9 +128,10 @@ def check_lora_parameters(lora_parameters: Callable) -> Verdict:
     from .. import pretrained
     from ..lora import add_lora
 
+    base = pretrained.load("butterflies-32").unet
     for rank in (2, 8, 32):
-        mine = lora_parameters(pretrained.load("butterflies-32").unet, rank)
-        unet = pretrained.load("butterflies-32").unet
+        mine = lora_parameters(copy.deepcopy(base), rank)
+        unet = copy.deepcopy(base)  # add_lora changes the U-Net it is given
         add_lora(unet, rank=rank)
         expected = sum(p.numel() for p in unet.parameters() if p.requires_grad)
         if mine != expected:
