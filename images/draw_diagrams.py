@@ -1,4 +1,5 @@
-"""Draw the course's diagrams into images/: the sampling pipeline, chapter 1's BasicUNet, chapter 7's guidance.
+"""Draw the course's diagrams into images/: the sampling pipeline, chapter 1's BasicUNet, one DDIM step
+(chapters 6 and 9), chapter 7's guidance.
 
     python images/draw_diagrams.py
 """
@@ -128,6 +129,31 @@ def guidance() -> Path:
     return save(fig, "guidance.png")
 
 
+def ddim_step() -> Path:
+    """One DDIM step: x_t -> (predicted x_0, predicted noise) -> x_t' going down; the same step upwards inverts."""
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    ax.set(xlim=(0, 10), ylim=(0, 4.6))
+    ax.axis("off")
+    box(ax, 3.0, 3.75, 4.0, 0.6, "x_t   (noise level t)\nthe U-Net reads it: ε̂ or v̂ = U-Net(x_t, t)", "#dddddd")
+    box(ax, 1.3, 2.05, 3.3, 0.75, "x̂₀ = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t\npredicted clean image", "#d4edda")
+    box(ax, 5.4, 2.05, 3.3, 0.75, "ε̂   predicted noise\n(from v: ε̂ = √ᾱ_t v̂ + √(1−ᾱ_t) x_t)", "#cfe2ff")
+    box(ax, 3.0, 0.45, 4.0, 0.75, "x_t' = √ᾱ_t' x̂₀ + √(1−ᾱ_t') ε̂\nno fresh noise (eta = 0)", "#ffe5b4")
+    arrow(ax, (4.2, 3.75), (3.0, 2.8))
+    arrow(ax, (5.8, 3.75), (7.0, 2.8))
+    arrow(ax, (3.0, 2.05), (4.2, 1.2))
+    arrow(ax, (7.0, 2.05), (5.8, 1.2))
+    ax.text(5.0, 1.6, "both put together again\nat the level of t'", ha="center", va="center", fontsize=8)
+    ax.add_patch(FancyArrowPatch((0.7, 3.9), (0.7, 0.8), arrowstyle="-|>", mutation_scale=14, lw=2, color="#b35900"))
+    ax.text(0.55, 2.35, "sampling: t' < t\n(this chapter)", ha="right", va="center", fontsize=9, color="#b35900",
+            rotation=90)
+    ax.add_patch(FancyArrowPatch((9.3, 0.8), (9.3, 3.9), arrowstyle="-|>", mutation_scale=14, lw=2, color="#1f5fa8"))
+    ax.text(9.45, 2.35, "inversion: t' > t, the same step\nrun upwards (chapter 9)", ha="left", va="center",
+            fontsize=9, color="#1f5fa8", rotation=90)
+    ax.text(5.0, 0.1, "DDIM (Song et al., 2020): the model is called once per step; t' may be many levels away",
+            ha="center", fontsize=9, style="italic")
+    return save(fig, "ddim_step.png")
+
+
 if __name__ == "__main__":
-    for path in (pipeline(), basic_unet(), guidance()):
+    for path in (pipeline(), basic_unet(), guidance(), ddim_step()):
         print("wrote", path)
