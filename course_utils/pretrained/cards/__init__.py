@@ -209,11 +209,15 @@ def card_text(name: str, record: dict, scores: dict) -> str:
                              pipeline_class="StableDiffusionPipeline",
                              prompt="a blue butterfly on a yellow background")
         return str(card)
-    notes = [note for note, wanted in (("conditional", recipe.conditional), ("flow", recipe.prediction_type == "flow"),
-                                       ("audio", recipe.data == "clips")) if wanted]
+    notes = [template(note) for note, wanted in (("conditional", recipe.conditional),
+                                                 ("flow", recipe.prediction_type == "flow"),
+                                                 ("audio", recipe.data == "clips")) if wanted]
+    if recipe.scheduler:
+        settings = ", ".join(f"`{key}={value!r}`" for key, value in recipe.scheduler.items())
+        notes.append(template("scheduler").format(settings=settings))
     columns = " " + template("sound-columns").format(n_tonal=N_TONAL).rstrip("\n") if recipe.data == "clips" else ""
     description = template("image").format(
-        **shared, description=recipe.description, notes="".join("\n" + template(note) for note in notes),
+        **shared, description=recipe.description, notes="".join("\n" + note for note in notes),
         final_loss=record["final_loss"], resumed=_resumed(record), parameters=record["parameters"],
         objective=_objective(recipe), reader=READERS[recipe.data], columns=columns)
     card = pipeline_card(f"course_utils/pretrained/{name}", description,
