@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import torch
 
-from . import Verdict, checked, right, wrong
+from . import Verdict, checked, right, wrong, wrong_shape
 
 
 def _scheduler():
@@ -56,10 +56,8 @@ def check_guided_noise(guided_noise: Callable) -> Verdict:
     for scale in (0.0, 1.0, 5.0, 7.5):
         got = guided_noise(eps_empty.clone(), eps_text.clone(), scale)
         want = eps_empty + scale * (eps_text - eps_empty)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            return wrong(f"at scale {scale} it returned {shape}, expected a tensor of shape {tuple(want.shape)}",
-                         f"引导强度 {scale} 时返回了 {shape}，应为形状 {tuple(want.shape)} 的张量")
+        if (off := wrong_shape(got, want, f"at scale {scale} it", f"引导强度 {scale} 时")) is not None:
+            return off
         if not torch.allclose(got, want, atol=1e-5):
             hint = {0.0: ("scale 0 must give the empty prompt's prediction", "引导强度 0 应得到空提示词的预测"),
                     1.0: ("scale 1 must give the prompt's prediction alone", "引导强度 1 应只得到提示词的预测")}.get(
@@ -92,10 +90,8 @@ def check_vae_round_trip(to_latents: Callable, to_images: Callable) -> Verdict:
     with torch.no_grad():
         want = vae.encode(images * 2 - 1).latent_dist.mean * vae.config.scaling_factor
         got = to_latents(vae, images)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            return wrong(f"to_latents returned {shape}, expected latents of shape {tuple(want.shape)}",
-                         f"to_latents 返回了 {shape}，应为形状 {tuple(want.shape)} 的潜变量")
+        if (off := wrong_shape(got, want, "to_latents", "to_latents ")) is not None:
+            return off
         if not torch.allclose(got, want, atol=1e-4):
             ratio = (got.std() / want.std()).item()
             hint = (("multiply by vae.config.scaling_factor", "要乘以 vae.config.scaling_factor")
@@ -107,10 +103,8 @@ def check_vae_round_trip(to_latents: Callable, to_images: Callable) -> Verdict:
         back = to_images(vae, want)
         reference = VaeImageProcessor().postprocess(vae.decode(want / vae.config.scaling_factor).sample,
                                                     output_type="pt")
-    if not isinstance(back, torch.Tensor) or back.shape != reference.shape:
-        shape = tuple(back.shape) if isinstance(back, torch.Tensor) else type(back).__name__
-        return wrong(f"to_images returned {shape}, expected images of shape {tuple(reference.shape)}",
-                     f"to_images 返回了 {shape}，应为形状 {tuple(reference.shape)} 的图像")
+    if (off := wrong_shape(back, reference, "to_images", "to_images ")) is not None:
+        return off
     if not torch.allclose(back.float(), reference, atol=1e-4):
         return wrong(f"to_images is off by {(back - reference).abs().max():.3g} from the pipelines' decoding: divide "
                      "by vae.config.scaling_factor before decoding, then map [-1, 1] to [0, 1] and clamp",

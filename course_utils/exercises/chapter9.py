@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import Verdict, checked, right, wrong
+from . import Verdict, checked, right, wrong, wrong_shape
 
 
 def _inverse_scheduler(steps: int):
@@ -30,10 +30,8 @@ def check_invert_step(invert_step: Callable) -> Verdict:
         t_next = t + 20
         want = inverse.step(eps, t_next, x).prev_sample  # diffusers' step lands on t_next, from t_next - 20
         got = invert_step(x.clone(), eps.clone(), t, t_next, inverse.alphas_cumprod.clone())
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            return wrong(f"from t = {t} it returned {shape}, expected a tensor of shape {tuple(want.shape)}",
-                         f"从 t = {t} 出发返回了 {shape}，应为形状 {tuple(want.shape)} 的张量")
+        if (off := wrong_shape(got, want, f"from t = {t} it", f"从 t = {t} 出发")) is not None:
+            return off
         if not torch.allclose(got, want, atol=1e-5):
             return wrong(f"from t = {t} to {t_next} it is off by {(got - want).abs().max():.3g} from "
                          "DDIMInverseScheduler.step: read off x̂0 with ᾱ at t, then re-noise it with ᾱ at t_next",
@@ -93,10 +91,8 @@ def check_invert_with_diffusers(invert_with_diffusers: Callable, predict: Callab
     with torch.no_grad():
         want = ddim_invert(predict, _inverse_scheduler(steps), latents, steps)
         got = invert_with_diffusers(predict, latents, steps)
-    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-        return wrong(f"it returned {shape}, expected latents of shape {tuple(want.shape)}",
-                     f"返回了 {shape}，应为形状 {tuple(want.shape)} 的潜变量")
+    if (off := wrong_shape(got, want, "it", "")) is not None:
+        return off
     if not torch.allclose(got, want, atol=1e-4):
         return wrong(f"off by {(got - want).abs().max():.3g} from ddim_invert: DDIMInverseScheduler.step(eps, t, x) "
                      "steps from t - 1000 // steps up to t, so predict the noise at t - 1000 // steps (where x is), "
