@@ -203,7 +203,7 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
 def text_predictor(unet, text: torch.Tensor, uncond: torch.Tensor | None = None, guidance_scale: float = 1.0):
     """``predict(x, t)``: the U-Net's noise prediction for latents x given text embeddings, with classifier-free
     guidance ``uncond + s * (cond - uncond)`` when ``uncond`` (the empty prompt's embeddings) and ``s`` != 1 are
-    given. For ``training.ddim_invert`` / ``ddim_regenerate``."""
+    given. For ``sampling.ddim_invert`` / ``ddim_regenerate``."""
 
     def predict(x: torch.Tensor, t: int) -> torch.Tensor:
         if uncond is None or guidance_scale == 1:

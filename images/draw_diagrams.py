@@ -1,5 +1,5 @@
 """Draw the course's diagrams into images/: the sampling pipeline, chapter 1's BasicUNet, one DDIM step
-(chapters 6 and 9), chapter 7's guidance.
+(chapters 6 and 9), chapter 7's guidance, the parts of Stable Diffusion (chapter 8), DDIM inversion (chapter 9).
 
     python images/draw_diagrams.py
 """
@@ -154,6 +154,85 @@ def ddim_step() -> Path:
     return save(fig, "ddim_step.png")
 
 
+def sd_parts() -> Path:
+    """Chapter 8: the parts of Stable Diffusion and its sampling loop, with the shapes of the course's tiny SD."""
+    fig, ax = plt.subplots(figsize=(11.5, 5.6))
+    ax.set(xlim=(0, 11.5), ylim=(-0.8, 5.0))
+    ax.axis("off")
+    # the text: prompt -> tokenizer -> text encoder
+    box(ax, 0.1, 4.1, 2.3, 0.7, 'prompt "a red butterfly"\nand the empty prompt ""', "#eeeeee")
+    box(ax, 3.0, 4.1, 2.1, 0.7, "CLIPTokenizer\nids (2, 16)  [77]", "#e2d4f0")
+    box(ax, 5.7, 4.1, 3.1, 0.7, "CLIPTextModel\nembeddings (2, 16, 64)  [77, 768]", "#e2d4f0")
+    arrow(ax, (2.4, 4.45), (3.0, 4.45))
+    arrow(ax, (5.1, 4.45), (5.7, 4.45))
+    # the loop: latents -> U-Net -> guidance -> scheduler step, and round again
+    box(ax, 0.1, 2.3, 2.0, 0.8, "seeded noise x_T\nlatents (1, 4, 8, 8)\n[4, 64, 64]", "#dddddd")
+    box(ax, 2.7, 2.2, 2.4, 1.0,
+        "UNet2DConditionModel\n(two copies of x_t, t)\ncross-attention reads\nthe text embeddings", "#cfe2ff")
+    box(ax, 6.0, 2.3, 2.8, 0.8, "classifier-free guidance\nε = ε(∅) + s·(ε(prompt) − ε(∅))", "#fff3bf")
+    box(ax, 9.4, 2.3, 2.0, 0.8, "scheduler.step(ε, t, x_t)\n→ x at the next\ntimestep (1, 4, 8, 8)", "#ffe5b4")
+    arrow(ax, (2.1, 2.7), (2.7, 2.7))
+    arrow(ax, (5.1, 2.7), (6.0, 2.7))
+    ax.text(5.55, 2.4, "ε̂ (2, 4, 8, 8)", ha="center", fontsize=8)
+    arrow(ax, (8.8, 2.7), (9.4, 2.7))
+    ax.add_patch(FancyArrowPatch((7.25, 4.1), (4.2, 3.2), arrowstyle="-|>", mutation_scale=12, lw=1.2,
+                                 connectionstyle="arc3,rad=-0.15", color="#6a3d9a"))
+    ax.text(6.5, 3.5, "encoder_hidden_states (2, 16, 64)", fontsize=8, color="#6a3d9a")
+    ax.add_patch(FancyArrowPatch((10.0, 2.3), (3.9, 2.2), connectionstyle="arc3,rad=-0.3", arrowstyle="-|>",
+                                 mutation_scale=12, lw=1.2))
+    ax.text(7.0, 1.05, "repeat for t in scheduler.timesteps (981, 961, ..., 1 for 50 DDIM steps)",
+            ha="center", fontsize=8)
+    # the end: the VAE's decoder; its encoder is where img2img starts
+    box(ax, 9.4, -0.7, 2.0, 0.9, "AutoencoderKL decoder\n(latents / scaling_factor)\nimage (3, 32, 32)\n[3, 512, 512]",
+        "#d4edda")
+    arrow(ax, (11.0, 2.3), (11.0, 0.2))
+    ax.text(11.1, 1.25, "after the last step", fontsize=8, rotation=90, va="center")
+    box(ax, 0.1, -0.7, 3.7, 0.9, "AutoencoderKL encoder (× scaling_factor):\nimage → latents, where img2img and\n"
+        "inpainting start (and what training reads)", "#eef7ee")
+    ax.text(6.2, -0.3, "shapes: the course's tiny-sd-butterflies\n[in brackets: Stable Diffusion 1.x]",
+            ha="center", fontsize=8, style="italic")
+    return save(fig, "sd_parts.png")
+
+
+def ddim_inversion() -> Path:
+    """Chapter 9: sampling walks the timesteps down, inversion walks them up; partial inversion turns at start_step."""
+    fig, ax = plt.subplots(figsize=(10, 4.4))
+    ax.set(xlim=(-0.9, 11.2), ylim=(-0.1, 4.4))
+    ax.axis("off")
+    steps = [1 + 100 * i for i in range(10)]  # 10 DDIM steps: t = 1, 101, ..., 901
+    x = {t: 0.5 + t / 100 for t in steps}
+    ax.plot([0.3, 10.4], [0.5, 0.5], color="black", lw=1)
+    for t in steps:
+        ax.plot([x[t]] * 2, [0.43, 0.57], color="black", lw=1)
+        ax.text(x[t], 0.2, str(t), ha="center", fontsize=8)
+    ax.text(5.3, -0.05, "timestep t (10 DDIM steps of 1,000)", ha="center", fontsize=8)
+    ax.text(-0.85, 0.5, "image\n(clean)", fontsize=8, va="center")
+    ax.text(10.5, 0.5, "noise", fontsize=8, va="center")
+    rows = [(3.6, "sampling: from x_T down to the image (chapter 6)", "#ffe5b4", steps[::-1]),
+            (2.6, "inversion: from the image up to x_T; each step x_next = √ᾱ_next·x̂₀ + √(1 − ᾱ_next)·ε̂, "
+             "with ε̂ predicted at the current point x_t", "#cfe2ff", steps)]
+    for y, label, colour, path in rows:
+        for a, b in zip(path[:-1], path[1:], strict=True):
+            ax.add_patch(FancyArrowPatch((x[a], y), (x[b], y), arrowstyle="-|>", mutation_scale=10, lw=1.3,
+                                         color="black", shrinkA=3, shrinkB=3))
+        ax.scatter([x[t] for t in path], [y] * len(path), s=28, color=colour, edgecolor="black", zorder=3)
+        ax.text(0.3, y + 0.22, label, fontsize=9)
+    start = 601  # start_step = 3 of 10: stop three steps below the top
+    up = [t for t in steps if t <= start]
+    y = 1.75
+    for a, b in zip(up[:-1], up[1:], strict=True):
+        ax.add_patch(FancyArrowPatch((x[a], y), (x[b], y), arrowstyle="-|>", mutation_scale=10, lw=1.3,
+                                     color="#1f4e9c", shrinkA=3, shrinkB=3))
+    ax.add_patch(FancyArrowPatch((x[start], y - 0.05), (x[1], y - 0.08), connectionstyle="arc3,rad=-0.15",
+                                 arrowstyle="-|>", mutation_scale=12, lw=1.5, color="#c0392b"))
+    ax.scatter([x[t] for t in up], [y] * len(up), s=28, color="#cfe2ff", edgecolor="black", zorder=3)
+    ax.text(x[start] + 0.15, y + 0.12, "start_step = 3: stop at t = 601", fontsize=9, color="#1f4e9c")
+    ax.text(x[start] + 0.15, y - 0.25, "and sample back down with the new prompt (guided)", fontsize=9,
+            color="#c0392b")
+    ax.text(0.3, y + 0.22, "partial inversion (the editing trick)", fontsize=9)
+    return save(fig, "ddim_inversion.png")
+
+
 if __name__ == "__main__":
-    for path in (pipeline(), basic_unet(), guidance(), ddim_step()):
+    for path in (pipeline(), basic_unet(), guidance(), ddim_step(), sd_parts(), ddim_inversion()):
         print("wrote", path)

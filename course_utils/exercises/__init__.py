@@ -74,3 +74,12 @@ def checked(check: Callable[..., Verdict]) -> Callable[..., Verdict]:
         return verdict
 
     return run
+
+
+def wrong_shape(got, want, what_en: str, what_zh: str) -> Verdict | None:
+    """A "wrong" verdict when ``got`` is not a tensor of ``want``'s shape (saying what came back), else None."""
+    if hasattr(got, "shape") and tuple(got.shape) == tuple(want.shape):
+        return None
+    shape = tuple(got.shape) if hasattr(got, "shape") else type(got).__name__
+    return wrong(f"{what_en} returned {shape}, expected a tensor of shape {tuple(want.shape)}",
+                 f"{what_zh}返回了 {shape}，应为形状 {tuple(want.shape)} 的张量")
