@@ -61,15 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained_model_name_or_path", type=Path, default=default_base(),
                    help="the text-to-image pipeline folder whose U-Net the ControlNet copies (default: the shipped "
                    "tiny-sd-butterflies)")
-    p.add_argument("--num_images", type=int, default=4000, help="posed butterflies drawn for training")
+    p.add_argument("--num_images", type=int, default=3000, help="posed butterflies drawn for training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max_train_steps", type=int, default=800)
     p.add_argument("--train_batch_size", type=int, default=32)
-    p.add_argument("--learning_rate", type=float, default=5e-4)
-    p.add_argument("--lr_scheduler", default="constant_with_warmup", help=f"one of {', '.join(CHOICES['lr_scheduler'])}")
+    p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--lr_scheduler", default="constant_with_warmup",
+                   help=f"one of {', '.join(CHOICES['lr_scheduler'])}")
     p.add_argument("--lr_warmup_steps", type=int, default=50)
     p.add_argument("--mixed_precision", default="no", help="no, fp16 or bf16")
-    p.add_argument("--validation_steps", type=int, default=100, help="log the held-out silhouette IoU this often")
+    p.add_argument("--validation_steps", type=int, default=50, help="log the held-out silhouette IoU this often")
     p.add_argument("--num_validation_images", type=int, default=16)
     p.add_argument("--validation_inference_steps", type=int, default=20, help="DDIM steps of a validation sample")
     p.add_argument("--checkpointing_steps", type=int, default=200)
@@ -88,7 +89,7 @@ def check_args(args: argparse.Namespace) -> list[str]:
     if args.lr_warmup_steps < 0:
         problems.append(f"--lr_warmup_steps {args.lr_warmup_steps}: must be 0 or more")
     if not 0 < args.learning_rate < 1:
-        problems.append(f"--learning_rate {args.learning_rate}: must be between 0 and 1, e.g. 5e-4")
+        problems.append(f"--learning_rate {args.learning_rate}: must be between 0 and 1, e.g. 1e-3")
     for flag in CHOICES:
         if getattr(args, flag) not in CHOICES[flag]:
             problems.append(f"--{flag} {getattr(args, flag)}: choose one of {', '.join(CHOICES[flag])}")
@@ -235,7 +236,8 @@ def main(argv: list[str] | None = None) -> Path:
 
     if step == 0:
         validate()  # step 0: the zero convolutions add nothing yet
-    bar = tqdm(total=args.max_train_steps, initial=step, desc="ControlNet", disable=not accelerator.is_local_main_process)
+    bar = tqdm(total=args.max_train_steps, initial=step, desc="ControlNet",
+               disable=not accelerator.is_local_main_process)
     running: list[float] = []
     controlnet.train()
     while step < args.max_train_steps:

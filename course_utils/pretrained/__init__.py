@@ -124,6 +124,12 @@ TEXT_TO_IMAGE: dict[str, dict] = {
         "and background colours (e.g. \"a red butterfly on a blue background\")"),
 }
 NAMES = (*RECIPES, *TEXT_TO_IMAGE)
+# ControlNets: only the ControlNet ships (``controlnet/``); load() joins it to its base text-to-image pipeline.
+CONTROLNETS: dict[str, dict] = {
+    "tiny-sd-butterflies-controlnet": dict(
+        base="tiny-sd-butterflies",
+        description="a ControlNet for tiny-sd-butterflies: the butterfly where a silhouette (white on black) says"),
+}
 CONDITIONAL_NOTE = """
 Class-conditioned: `pipeline.unet` takes `class_labels` (0-9, and 10 for "no class"), and `pipeline()` passes
 none, so sample it with classifier-free guidance:
@@ -169,8 +175,8 @@ def spectrogram_grid(folder: Path, n: int = 16, seed: int = 0):
 
 def path(name: str) -> Path:
     """The folder of the shipped pipeline ``name``."""
-    if name not in NAMES:
-        raise KeyError(f"no pretrained pipeline called {name!r}; the course ships: {', '.join(NAMES)}")
+    if name not in (*NAMES, *CONTROLNETS):
+        raise KeyError(f"no pretrained pipeline called {name!r}; the course ships: {', '.join((*NAMES, *CONTROLNETS))}")
     return HERE / name
 
 
@@ -182,6 +188,13 @@ def load(name: str, device: torch.device | str = "cpu"):
     ``course_utils.sampling.sample_with_guidance`` since ``DDPMPipeline.__call__`` passes no class labels.
     """
     folder = path(name)
+    if name in CONTROLNETS:  # a StableDiffusionControlNetPipeline: the base pipeline's parts and the ControlNet
+        from diffusers import ControlNetModel
+
+        from ..controlnet import controlnet_pipeline
+
+        controlnet = ControlNetModel.from_pretrained(folder / "controlnet", dtype=torch.float32, use_safetensors=True)
+        return controlnet_pipeline(load(CONTROLNETS[name]["base"]), controlnet).to(device)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{folder} holds no pipeline; run `python -m course_utils.pretrained --retrain {name}`")
     if name in RECIPES and RECIPES[name].data == "clips":  # sound: a course_utils.audio.AudioDiffusion
