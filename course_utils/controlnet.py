@@ -90,6 +90,17 @@ def silhouette_iou(images: torch.Tensor, controls: torch.Tensor, tolerance: floa
     return (sample & target).sum(dim=(1, 2)) / union
 
 
+def controlnet_loss(controlnet, unet, noise_scheduler, latents: torch.Tensor, text: torch.Tensor,
+                    controls: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """One ControlNet training step's loss: the ControlNet reads the noisy latents, the text and the control and
+    returns residuals for the frozen U-Net's skip connections and middle; the U-Net, with them, predicts the noise."""
+    noisy = noise_scheduler.add_noise(latents, noise, t)
+    down, mid = controlnet(noisy, t, encoder_hidden_states=text, controlnet_cond=controls, return_dict=False)
+    pred = unet(noisy, t, encoder_hidden_states=text, down_block_additional_residuals=down,
+                mid_block_additional_residual=mid).sample
+    return torch.nn.functional.mse_loss(pred.float(), noise)
+
+
 def controlnet_pipeline(pipeline, controlnet):
     """A ``StableDiffusionControlNetPipeline`` with ``pipeline``'s parts (VAE, text encoder, U-Net, scheduler)
     and ``controlnet``; no safety checker, as the tiny Stable Diffusion has none."""

@@ -33,13 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from . import tiny_sd
-from .controlnet import controlnet_pipeline, posed_butterflies, silhouette_iou
+from .controlnet import controlnet_loss, controlnet_pipeline, posed_butterflies, silhouette_iou
 from .data import butterfly_attributes
 from .files import atomic_folder
 
@@ -251,13 +250,9 @@ def main(argv: list[str] | None = None) -> Path:
         prompts = [tiny_sd.random_caption(attrs[i].wing, attrs[i].background, rng) for i in idx.tolist()]
         with torch.no_grad():
             text = text_encoder(tiny_sd.token_ids(tokenizer, prompts).to(latents.device))[0]
-        noisy = noise_scheduler.add_noise(latents, noise, t)
         with accelerator.autocast():
-            down, mid = controlnet(noisy, t, encoder_hidden_states=text,
-                                   controlnet_cond=controls[idx].to(latents.device), return_dict=False)
-            pred = unet(noisy, t, encoder_hidden_states=text, down_block_additional_residuals=down,
-                        mid_block_additional_residual=mid).sample
-            loss = F.mse_loss(pred.float(), noise)
+            loss = controlnet_loss(controlnet, unet, noise_scheduler, latents, text, controls[idx].to(latents.device),
+                                   noise, t)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(controlnet.parameters(), 1.0)
         optimizer.step()
