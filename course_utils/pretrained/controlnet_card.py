@@ -82,6 +82,9 @@ def ship(run: Path, folder: Path, command: str, load_average: str) -> Path:
     controlnet = ControlNetModel.from_pretrained(run / "controlnet", dtype=torch.float32)
     with atomic_folder(folder / "controlnet", replace=True) as tmp:
         controlnet.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+        for file in tmp.iterdir():  # readable by all, like the other shipped files (a temporary folder is private)
+            file.chmod(0o644)
+        tmp.chmod(0o755)
     base = load("tiny-sd-butterflies")
     shipped = ControlNetModel.from_pretrained(folder / "controlnet", dtype=torch.float32)
     pipeline = controlnet_pipeline(base, shipped)
