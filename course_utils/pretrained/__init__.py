@@ -182,7 +182,8 @@ def path(name: str) -> Path:
 
 def load(name: str, device: torch.device | str = "cpu"):
     """The shipped pipeline ``name`` (weights upcast to float32), loaded offline from the package: a
-    ``DDPMPipeline``, or a ``StableDiffusionPipeline`` for ``tiny-sd-butterflies``.
+    ``DDPMPipeline``, a ``StableDiffusionPipeline`` for ``tiny-sd-butterflies``, or a
+    ``StableDiffusionControlNetPipeline`` for ``tiny-sd-butterflies-controlnet`` (``CONTROLNETS``).
 
     A class-conditioned model comes as the same pipeline container (``.unet``, ``.scheduler``); sample it with
     ``course_utils.sampling.sample_with_guidance`` since ``DDPMPipeline.__call__`` passes no class labels.
