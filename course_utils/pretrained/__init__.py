@@ -34,23 +34,37 @@ from .recipes import NAMES, RECIPES, Recipe
 HERE = Path(__file__).resolve().parent
 # What the source course loads from the Hub in place of a shipped pipeline, when online.
 HUB_COUNTERPARTS = {"butterflies-32": "johnowhitaker/ddpm-butterflies-32px"}
+# ControlNets: only the ControlNet ships (``controlnet/``); load() joins it to its base text-to-image pipeline.
+CONTROLNETS: dict[str, dict] = {
+    "tiny-sd-butterflies-controlnet": dict(
+        base="tiny-sd-butterflies",
+        description="a ControlNet for tiny-sd-butterflies: the butterfly where a silhouette (white on black) says"),
+}
 
 
 def path(name: str) -> Path:
     """The folder of the shipped pipeline ``name``."""
-    if name not in NAMES:
-        raise KeyError(f"no pretrained pipeline called {name!r}; the course ships: {', '.join(NAMES)}")
+    if name not in (*NAMES, *CONTROLNETS):
+        raise KeyError(f"no pretrained pipeline called {name!r}; the course ships: {', '.join((*NAMES, *CONTROLNETS))}")
     return HERE / name
 
 
 def load(name: str, device: torch.device | str = "cpu"):
     """The shipped pipeline ``name`` (weights upcast to float32), loaded offline from the package: a
-    ``DDPMPipeline``, or a ``StableDiffusionPipeline`` for ``tiny-sd-butterflies``.
+    ``DDPMPipeline``, a ``StableDiffusionPipeline`` for ``tiny-sd-butterflies``, or a
+    ``StableDiffusionControlNetPipeline`` for ``tiny-sd-butterflies-controlnet`` (``CONTROLNETS``).
 
     A class-conditioned model comes as the same pipeline container (``.unet``, ``.scheduler``); sample it with
     ``course_utils.sampling.sample_with_guidance`` since ``DDPMPipeline.__call__`` passes no class labels.
     """
     folder = path(name)
+    if name in CONTROLNETS:  # a StableDiffusionControlNetPipeline: the base pipeline's parts and the ControlNet
+        from diffusers import ControlNetModel
+
+        from ..controlnet import controlnet_pipeline
+
+        controlnet = ControlNetModel.from_pretrained(folder / "controlnet", dtype=torch.float32, use_safetensors=True)
+        return controlnet_pipeline(load(CONTROLNETS[name]["base"]), controlnet).to(device)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{folder} holds no pipeline; run `python -m course_utils.pretrained --retrain {name}`")
     recipe = RECIPES[name]
