@@ -37,17 +37,29 @@ def _first_gap(mine: torch.Tensor, ref: torch.Tensor, t: torch.Tensor) -> tuple[
     return int(t[worst]), float(gap[worst])
 
 
+def _inputs(prediction_type: str = "epsilon") -> tuple[DDPMScheduler, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A scheduler, clean images, their noise and 8 timesteps from 0 to 999: what the formula checks feed in."""
+    clean = _batch()
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+    return _scheduler(prediction_type), clean, noise, torch.tensor([0, 10, 100, 250, 500, 750, 900, 999])
+
+
+def _misshapen(name: str, got, like: torch.Tensor) -> Verdict | None:
+    """A "wrong" verdict if ``got`` is not a tensor shaped like ``like``, else None."""
+    if isinstance(got, torch.Tensor) and got.shape == like.shape:
+        return None
+    shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+    return wrong(f"{name} returned {shape}; it should return a tensor shaped like clean, {tuple(like.shape)}",
+                 f"{name} 返回了 {shape}；应返回与 clean 同形状 {tuple(like.shape)} 的张量")
+
+
 @checked
 def check_add_noise(add_noise: Callable) -> Verdict:
     """``add_noise(scheduler, clean, noise, t)`` must equal ``DDPMScheduler.add_noise(clean, noise, t)``."""
-    scheduler, clean = _scheduler(), _batch()
-    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
-    t = torch.tensor([0, 10, 100, 250, 500, 750, 900, 999])
+    scheduler, clean, noise, t = _inputs()
     mine = add_noise(scheduler, clean, noise, t)
-    if not isinstance(mine, torch.Tensor) or mine.shape != clean.shape:
-        shape = tuple(mine.shape) if isinstance(mine, torch.Tensor) else type(mine).__name__
-        return wrong(f"add_noise returned {shape}; it should return a tensor shaped like clean, {tuple(clean.shape)}",
-                     f"add_noise 返回了 {shape}；应返回与 clean 同形状 {tuple(clean.shape)} 的张量")
+    if (misshapen := _misshapen("add_noise", mine, clean)) is not None:
+        return misshapen
     ref = scheduler.add_noise(clean, noise, t)
     if not torch.allclose(mine, ref, atol=1e-5):
         at, gap = _first_gap(mine, ref, t)
@@ -141,14 +153,10 @@ def check_random_flip(random_flip: Callable) -> Verdict:
 @checked
 def check_velocity(velocity: Callable) -> Verdict:
     """``velocity(scheduler, clean, noise, t)`` must equal ``DDPMScheduler.get_velocity(clean, noise, t)``."""
-    scheduler, clean = _scheduler("v_prediction"), _batch()
-    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
-    t = torch.tensor([0, 10, 100, 250, 500, 750, 900, 999])
+    scheduler, clean, noise, t = _inputs("v_prediction")
     mine = velocity(scheduler, clean, noise, t)
-    if not isinstance(mine, torch.Tensor) or mine.shape != clean.shape:
-        shape = tuple(mine.shape) if isinstance(mine, torch.Tensor) else type(mine).__name__
-        return wrong(f"velocity returned {shape}; it should be shaped like clean, {tuple(clean.shape)}",
-                     f"velocity 返回了 {shape}；应与 clean 同形状 {tuple(clean.shape)}")
+    if (misshapen := _misshapen("velocity", mine, clean)) is not None:
+        return misshapen
     ref = scheduler.get_velocity(clean, noise, t)
     if torch.allclose(mine, -ref, atol=1e-5):
         return wrong("your velocity has the wrong sign: v = sqrt(ᾱ)·ε − sqrt(1 − ᾱ)·x₀",
