@@ -14,5 +14,5 @@ def test_the_full_profile_builds_the_published_unet_with_the_noise_target():
 
 
 def test_the_cpu_profiles_train_the_v_target():
-    # benchmarks/ch3_minutes.py: in the cpu profile's 400 steps the noise target still draws static
+    # benchmarks/cpu_recipe.py (bfly-eps vs bfly-v): in minutes of CPU the noise target still draws static
     assert SETTINGS["ch3"]["cpu"]["prediction_type"] == SETTINGS["ch3"]["small"]["prediction_type"] == "v_prediction"
