@@ -53,13 +53,13 @@ SETTINGS: dict[str, dict[str, dict]] = {
     "ch3": {
         "small": dict(n_images=64, image_size=32, batch_size=16, lr=1e-3, epochs=2, report_every=1,
                       channels=(16, 32), layers_per_block=1, attention=0, sample_steps=20, n_samples=16,
-                      fast=False, compare_steps=10),
+                      compare_steps=10, prediction_type="v_prediction"),
         "cpu": dict(n_images=1000, image_size=32, batch_size=64, lr=1e-3, epochs=25, report_every=5,
                     channels=(16, 32, 64), layers_per_block=1, attention=1, sample_steps=100, n_samples=64,
-                    fast=False, compare_steps=50),
+                    compare_steps=50, prediction_type="v_prediction"),
         "full": dict(n_images=1000, image_size=32, batch_size=64, lr=4e-4, epochs=30, report_every=5,
                      channels=(64, 128, 128, 256), layers_per_block=2, attention=2, sample_steps=1000,
-                     n_samples=64, fast=True, compare_steps=50),
+                     n_samples=64, compare_steps=50, prediction_type="epsilon"),
     },
     # Chapter 4: load chapter 3's pipeline, sample reproducibly, swap in DDIM, write a card, share.
     "ch4": {

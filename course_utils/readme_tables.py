@@ -88,13 +88,22 @@ def _quality(scores: dict) -> str:
     return (f"{how}: " if how else "") + "<br>".join(lines)
 
 
+def _control_quality(scores: dict) -> str:
+    """A ControlNet's ``scores.json``: silhouette IoU and wings read as captioned, each ± its bootstrap spread."""
+    how = f"{scores['n']} held-out controls, guidance {scores['guidance']:g}, {scores['steps']} DDIM steps"
+    rows = [f"{label}: IoU {row['iou']:.2f} ± {row['iou_spread']:.2f}, wings as captioned {row['wing']:.0%}"
+            for label, row in scores["rows"].items()]
+    return f"{how}: " + "<br>".join(rows)
+
+
 def _size(folder: Path) -> float:
     """The folder's files in MB."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
 
 def models_table(lang: str = "en") -> list[str]:
-    """One row per shipped pipeline (``pretrained.NAMES``), from its ``training.json`` and ``scores.json``."""
+    """One row per shipped pipeline (``pretrained.NAMES``, then ``CONTROLNETS``), from its ``training.json`` and
+    ``scores.json``."""
     rows = []
     for name in pretrained.NAMES:
         folder = pretrained.path(name)
@@ -103,7 +112,14 @@ def models_table(lang: str = "en") -> list[str]:
         parameters = _parameters(record["parameters"]) if "parameters" in record else ""
         rows.append([f"[`{name}`](course_utils/pretrained/{name}/README.md)", record.get("description", ""),
                      parameters, _training(record), f"{_size(folder):.1f} MB", _quality(scores)])
-    total = sum(_size(pretrained.path(name)) for name in pretrained.NAMES)
+    for name, entry in pretrained.CONTROLNETS.items():  # a ControlNet for a shipped text-to-image pipeline
+        folder = pretrained.path(name)
+        record = json.loads((folder / "training.json").read_text())
+        scores = json.loads((folder / "scores.json").read_text())
+        rows.append([f"[`{name}`](course_utils/pretrained/{name}/README.md)", entry["description"],
+                     _parameters(record["parameters"]), _training(record), f"{_size(folder):.1f} MB",
+                     _control_quality(scores)])
+    total = sum(_size(pretrained.path(name)) for name in (*pretrained.NAMES, *pretrained.CONTROLNETS))
     rows.append([f"**{_word('together', lang)}**", "", "", "", f"**{total:.1f} MB**", ""])
     return _table(["model", "what", "parameters", "training", "size", "quality"], rows, lang)
 
