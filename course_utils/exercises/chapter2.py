@@ -58,6 +58,16 @@ def _shape(got, expected: torch.Tensor) -> Verdict | None:
     return None
 
 
+def _beside(function, reference, x0: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor):
+    """The learner's ``function(x0, noise, t, abar)``, the scheduler's ``reference(x0, noise, t)``, and a verdict
+    when the two cannot be compared (a broadcasting error, a wrong shape)."""
+    got, verdict = _call(function, x0, noise, TIMESTEPS, abar)
+    expected = reference(x0, noise, TIMESTEPS)
+    if verdict is None:  # (a Verdict is falsy unless right: test it against None)
+        verdict = _shape(got, expected)
+    return got, expected, verdict
+
+
 @checked
 def check_add_noise(add_noise) -> Verdict:
     """``add_noise(x0, noise, t, alphas_cumprod)`` equals ``DDPMScheduler.add_noise`` on the linear and cosine
@@ -65,11 +75,8 @@ def check_add_noise(add_noise) -> Verdict:
     x0, noise = _batch()
     for name, scheduler in schedules().items():
         abar = scheduler.alphas_cumprod
-        got, verdict = _call(add_noise, x0, noise, TIMESTEPS, abar)
+        got, expected, verdict = _beside(add_noise, scheduler.add_noise, x0, noise, abar)
         if verdict is not None:
-            return verdict
-        expected = scheduler.add_noise(x0, noise, TIMESTEPS)
-        if (verdict := _shape(got, expected)) is not None:
             return verdict
         if torch.allclose(got, expected, atol=1e-5):
             continue
@@ -98,11 +105,8 @@ def check_velocity(velocity) -> Verdict:
     x0, noise = _batch(1)
     for scheduler in schedules().values():
         abar = scheduler.alphas_cumprod
-        got, verdict = _call(velocity, x0, noise, TIMESTEPS, abar)
+        got, expected, verdict = _beside(velocity, scheduler.get_velocity, x0, noise, abar)
         if verdict is not None:
-            return verdict
-        expected = scheduler.get_velocity(x0, noise, TIMESTEPS)
-        if (verdict := _shape(got, expected)) is not None:
             return verdict
         if torch.allclose(got, expected, atol=1e-5):
             continue
