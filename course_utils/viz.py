@@ -1,8 +1,9 @@
-"""Pictures of what the course computes: image grids, loss curves, noise-schedule curves."""
+"""Pictures of what the course computes: image grids, loss curves, noise-schedule curves, a live explorer."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import io
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -85,3 +86,29 @@ def plot_schedules(alphas_cumprod: Mapping[str, torch.Tensor]) -> plt.Figure:
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def explorer(draw: Callable[..., plt.Figure], **controls):
+    """A live picture of ``draw(**values)``: an ipywidgets box with the ``controls`` (sliders, dropdowns, keyed by
+    ``draw``'s argument names) above the figure, drawn again whenever a control's value changes.
+
+    It redraws an ``Image`` widget rather than using ``interact``, whose output capture can deadlock headless runs
+    such as nbconvert (nbclient issue #312).
+    """
+    import ipywidgets as widgets
+
+    def png() -> bytes:
+        fig = draw(**{name: control.value for name, control in controls.items()})
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches="tight")
+        plt.close(fig)
+        return buffer.getvalue()
+
+    view = widgets.Image(value=png(), format="png")
+
+    def update(_change) -> None:
+        view.value = png()
+
+    for control in controls.values():
+        control.observe(update, "value")
+    return widgets.VBox([widgets.HBox(list(controls.values())), view])
