@@ -25,10 +25,14 @@ def _number(value: float, spread: float | None, digits: int) -> str:
     return text + (f" ± {spread:.{max(digits - 1, 1)}g}" if spread is not None else "")
 
 
+def _table() -> dict:
+    """The recorded references, one table per profile (empty before any recording run)."""
+    return json.loads(FILE.read_text(encoding="utf-8")) if FILE.is_file() else {}
+
+
 def reference(key: str, profile: str | None = None) -> dict | None:
     """The course's recorded result for ``key`` in ``profile`` (default: the active one), or None."""
-    table = json.loads(FILE.read_text(encoding="utf-8")) if FILE.is_file() else {}
-    return table.get(profile or get_profile(), {}).get(key)
+    return _table().get(profile or get_profile(), {}).get(key)
 
 
 def compare(key: str, value: float, spread: float | None = None, digits: int = 3) -> str:
@@ -48,7 +52,7 @@ def compare(key: str, value: float, spread: float | None = None, digits: int = 3
 
 def record(key: str, value: float, spread: float | None, profile: str) -> None:
     """Store ``value`` as the course's reference for ``key`` in ``profile`` (atomically; other keys are kept)."""
-    table = json.loads(FILE.read_text(encoding="utf-8")) if FILE.is_file() else {}
+    table = _table()
     table.setdefault(profile, {})[key] = {"value": float(value), "spread": None if spread is None else float(spread),
                                           "date": date.today().isoformat()}
     write_text_atomic(FILE, json.dumps(table, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
