@@ -111,3 +111,79 @@ def controlnet_pipeline(pipeline, controlnet):
                                             feature_extractor=None, requires_safety_checker=False)
     out.set_progress_bar_config(disable=True)
     return out
+
+
+# ---- Depth2Image: the condition as an extra input channel of the U-Net ------------------------------------
+
+
+def depth_maps(controls: torch.Tensor) -> torch.Tensor:
+    """A height field for each silhouette: 0 on the background, rising by one for each pixel step inside the
+    edge (so highest along the body), divided by its maximum — the depth-like map the chapter's Depth2Image
+    reads. Controls (N, 3, H, W) in [0, 1] (white = butterfly); returns (N, H, W) in [0, 1]."""
+    inside = (controls.float().mean(dim=1, keepdim=True) > 0.5).float()
+    height = torch.zeros_like(inside)
+    while inside.any():  # peel the shape one pixel at a time (a 3x3 erosion) and count the layers
+        height += inside
+        inside = -torch.nn.functional.max_pool2d(-inside, 3, stride=1, padding=1)
+    return (height / height.amax(dim=(1, 2, 3), keepdim=True).clamp(min=1)).squeeze(1)
+
+
+def depth_condition(depth: torch.Tensor, latent_size: int) -> torch.Tensor:
+    """What ``StableDiffusionDepth2ImgPipeline.prepare_depth_map`` makes of ``depth_map=`` (N, H, W): resized
+    (bicubic) to the latents' size, then each map stretched to [-1, 1]. The training step uses the same."""
+    x = torch.nn.functional.interpolate(depth.unsqueeze(1).float(), size=(latent_size, latent_size), mode="bicubic",
+                                        align_corners=False)
+    low, high = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+    return 2.0 * (x - low) / (high - low) - 1.0
+
+
+def depth_unet(unet):
+    """A copy of the text-to-image ``unet`` that takes one more input channel (``in_channels`` 4 + 1), the
+    depth map: the new channel's input weights start at zero, so before training it draws what ``unet`` draws."""
+    from diffusers import UNet2DConditionModel
+
+    config = dict(unet.config)
+    config["in_channels"] = unet.config.in_channels + 1
+    out = UNet2DConditionModel.from_config(config)
+    state = unet.state_dict()
+    old = state["conv_in.weight"]
+    state["conv_in.weight"] = torch.cat([old, torch.zeros_like(old[:, :1])], dim=1)
+    out.load_state_dict(state)
+    return out.to(unet.device)
+
+
+def depth_loss(unet, noise_scheduler, latents: torch.Tensor, text: torch.Tensor, depth: torch.Tensor,
+               noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """One Depth2Image training step's loss: the depth condition (``depth_condition``) concatenated to the noisy
+    latents as a fifth channel; the whole U-Net learns to predict the noise."""
+    noisy = noise_scheduler.add_noise(latents, noise, t)
+    pred = unet(torch.cat([noisy, depth_condition(depth, latents.shape[-1]).to(noisy.dtype)], dim=1), t,
+                encoder_hidden_states=text).sample
+    return torch.nn.functional.mse_loss(pred.float(), noise)
+
+
+def depth_pipeline(pipeline, unet):
+    """A ``StableDiffusionDepth2ImgPipeline`` with ``pipeline``'s VAE, text encoder and scheduler and the 5-channel
+    ``unet``; no depth estimator (the maps are given: ``depth_map=``)."""
+    from diffusers import StableDiffusionDepth2ImgPipeline
+
+    parts = {k: pipeline.components[k] for k in ("vae", "text_encoder", "tokenizer", "scheduler")}
+    out = StableDiffusionDepth2ImgPipeline(**parts, unet=unet, depth_estimator=None, feature_extractor=None)
+    out.set_progress_bar_config(disable=True)
+    return out
+
+
+def sample_controlled(pipeline, prompts: list[str], controls: torch.Tensor, guidance_scale: float = 5.0,
+                      steps: int = 20, seed: int = 0, **kwargs) -> torch.Tensor:
+    """Samples that should follow ``controls`` (silhouettes (N, 3, H, W)) from either design: a ControlNet
+    pipeline gets them as ``image=``; a Depth2Image pipeline gets their height fields (``depth_maps``) as
+    ``depth_map=``, and, to start from (``strength=1``: noise, the image all but drowned), a grey image."""
+    from diffusers import StableDiffusionDepth2ImgPipeline
+
+    from .tiny_sd import generate
+
+    if isinstance(pipeline, StableDiffusionDepth2ImgPipeline):
+        kwargs = dict(image=torch.full_like(controls, 0.5), depth_map=depth_maps(controls), strength=1.0, **kwargs)
+    else:
+        kwargs = dict(image=controls, **kwargs)
+    return generate(pipeline, prompts, guidance_scale, steps, seed, **kwargs)

@@ -102,7 +102,7 @@ def _size(folder: Path) -> float:
 
 
 def models_table(lang: str = "en") -> list[str]:
-    """One row per shipped pipeline (``pretrained.NAMES``, then ``CONTROLNETS``), from its ``training.json`` and
+    """One row per shipped pipeline (``pretrained.NAMES``, then ``CONTROLS``), from its ``training.json`` and
     ``scores.json``."""
     rows = []
     for name in pretrained.NAMES:
@@ -112,14 +112,14 @@ def models_table(lang: str = "en") -> list[str]:
         parameters = _parameters(record["parameters"]) if "parameters" in record else ""
         rows.append([f"[`{name}`](course_utils/pretrained/{name}/README.md)", record.get("description", ""),
                      parameters, _training(record), f"{_size(folder):.1f} MB", _quality(scores)])
-    for name, entry in pretrained.CONTROLNETS.items():  # a ControlNet for a shipped text-to-image pipeline
+    for name, entry in pretrained.CONTROLS.items():  # a ControlNet or depth U-Net for a shipped text-to-image pipeline
         folder = pretrained.path(name)
         record = json.loads((folder / "training.json").read_text())
         scores = json.loads((folder / "scores.json").read_text())
         rows.append([f"[`{name}`](course_utils/pretrained/{name}/README.md)", entry["description"],
                      _parameters(record["parameters"]), _training(record), f"{_size(folder):.1f} MB",
                      _control_quality(scores)])
-    total = sum(_size(pretrained.path(name)) for name in (*pretrained.NAMES, *pretrained.CONTROLNETS))
+    total = sum(_size(pretrained.path(name)) for name in (*pretrained.NAMES, *pretrained.CONTROLS))
     rows.append([f"**{_word('together', lang)}**", "", "", "", f"**{total:.1f} MB**", ""])
     return _table(["model", "what", "parameters", "training", "size", "quality"], rows, lang)
 

@@ -1,5 +1,5 @@
-"""Chapter 11's ControlNet: zero convolutions start it at the plain model; the shipped one obeys silhouettes; the
-training script checks its flags and resumes bit for bit."""
+"""Chapter 11's ControlNet and Depth2Image: zero weights start each at the plain model; the shipped ones obey
+silhouettes; the training script checks its flags and resumes bit for bit, in both designs."""
 
 import json
 import os
@@ -14,7 +14,18 @@ import torch
 from safetensors.torch import load_file
 
 from course_utils import pretrained, tiny_sd
-from course_utils.controlnet import controlnet_pipeline, posed_butterflies, posed_butterfly, silhouette_iou
+from course_utils.controlnet import (
+    controlnet_pipeline,
+    depth_condition,
+    depth_loss,
+    depth_maps,
+    depth_pipeline,
+    depth_unet,
+    posed_butterflies,
+    posed_butterfly,
+    sample_controlled,
+    silhouette_iou,
+)
 
 NAME = "tiny-sd-butterflies-controlnet"
 UNSEEN = range(400_000, 400_016)  # posed drawings neither training nor the script's validation used
@@ -69,6 +80,63 @@ def test_the_shipped_controlnet_loads_offline_and_follows_silhouettes(base, monk
         assert fact in card, fact
 
 
+def test_the_height_field_rises_exactly_on_the_silhouette_and_the_pipeline_reads_it_as_the_training_does(base):
+    controls = posed_butterflies(range(8))[1]
+    depth = depth_maps(controls)
+    assert depth.shape == (8, 32, 32) and torch.equal(depth > 0, controls[:, 0] > 0.5)
+    assert torch.allclose(depth.amax(dim=(1, 2)), torch.ones(8)), "each map is scaled to reach 1"
+    ring = depth[0][depth[0] > 0]
+    assert ring.min() < 0.5 < 1 == ring.max(), "it rises inside the outline, not a flat mask"
+    pipe = depth_pipeline(base, depth_unet(base.unet))
+    made = pipe.prepare_depth_map(torch.zeros(8, 3, 32, 32), depth, 8, False, torch.float32, torch.device("cpu"))
+    assert torch.allclose(made, depth_condition(depth, 8)) and made.shape == (8, 1, 8, 8)
+
+
+def test_a_fresh_depth_unet_draws_what_the_plain_unet_draws_and_its_loss_reads_the_fifth_channel(base):
+    from diffusers import DDPMScheduler, StableDiffusionImg2ImgPipeline
+
+    fresh = depth_unet(base.unet)
+    assert fresh.config.in_channels == 5 and (fresh.conv_in.weight[:, 4] == 0).all()
+    controls = posed_butterflies(range(3))[1]
+    prompts = ["a red butterfly on a blue background", "a green butterfly", ""]
+    grey = torch.full_like(controls, 0.5)
+    img2img = StableDiffusionImg2ImgPipeline(**{k: base.components[k] for k in ("vae", "text_encoder", "tokenizer",
+                                                                                "unet", "scheduler")},
+                                             safety_checker=None, feature_extractor=None,
+                                             requires_safety_checker=False)
+    plain = tiny_sd.generate(img2img, prompts, steps=5, image=grey, strength=1.0)
+    with_depth = sample_controlled(depth_pipeline(base, fresh), prompts, controls, steps=5)
+    assert torch.allclose(plain, with_depth, atol=1e-4)
+    with torch.no_grad():  # a weight on the new channel makes the loss depend on the map
+        fresh.conv_in.weight[:, 4] = 0.5
+    scheduler = DDPMScheduler.from_config(base.scheduler.config)
+    latents, text = torch.randn(3, 4, 8, 8), torch.randn(3, 77, 64)
+    noise, t = torch.randn(3, 4, 8, 8), torch.tensor([10, 500, 900])
+    depth = depth_maps(controls)
+    assert depth_loss(fresh, scheduler, latents, text, depth, noise, t) != depth_loss(
+        fresh, scheduler, latents, text, depth.flip(-1), noise, t)
+
+
+def test_the_shipped_depth_unet_loads_offline_and_follows_silhouettes(base, monkeypatch):
+    from diffusers import StableDiffusionDepth2ImgPipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipeline = pretrained.load("tiny-sd-butterflies-depth")
+    assert isinstance(pipeline, StableDiffusionDepth2ImgPipeline) and pipeline.unet.config.in_channels == 5
+    controls = posed_butterflies(UNSEEN)[1]
+    prompts = ["a blue butterfly on a white background"] * len(controls)
+    followed = silhouette_iou(sample_controlled(pipeline, prompts, controls), controls).mean()
+    free = silhouette_iou(tiny_sd.generate(base, prompts, steps=20), controls).mean()
+    assert followed > free + 0.2, (followed, free)
+    folder = pretrained.path("tiny-sd-butterflies-depth")
+    weights = load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    assert {v.dtype for v in weights.values()} == {torch.float16}
+    record = json.loads((folder / "training.json").read_text())
+    card = (folder / "README.md").read_text()
+    for fact in (record["command"], record["device"], record["date"]):
+        assert fact in card, fact
+
+
 FAST = ["--num_images", "16", "--train_batch_size", "4", "--validation_steps", "1000", "--num_validation_images", "2",
         "--validation_inference_steps", "2", "--lr_warmup_steps", "1"]
 
@@ -81,15 +149,19 @@ def _script(out, *flags) -> subprocess.Popen:
 
 def test_every_bad_flag_is_named_at_once(tmp_path):
     run = _script(tmp_path / "a", "--learning_rate", "3", "--max_train_steps", "0", "--lr_scheduler", "fast",
-                  "--pretrained_model_name_or_path", str(tmp_path))
+                  "--pretrained_model_name_or_path", str(tmp_path), "--design", "deep", "--seed", "x")
     lines = run.communicate()[0].strip().splitlines()
     assert run.returncode == 2 and all(line.startswith("error: ") for line in lines), lines
-    for flag in ("--learning_rate 3", "--max_train_steps 0", "--lr_scheduler fast", "--pretrained_model_name_or_path"):
+    assert len(lines) == 6, lines
+    for flag in ("--learning_rate 3", "--max_train_steps 0", "--lr_scheduler 'fast'", "--pretrained_model_name_or_path",
+                 "--design 'deep'", "--seed 'x'"):
         assert any(flag in line for line in lines), (flag, lines)
 
 
-def test_a_killed_run_resumes_and_ends_with_the_same_weights_bit_for_bit(tmp_path):
-    steps = ["--max_train_steps", "30", "--checkpointing_steps", "3"]
+@pytest.mark.parametrize("design", ["controlnet", "depth"])
+def test_a_killed_run_resumes_and_ends_with_the_same_weights_bit_for_bit(tmp_path, design):
+    steps = ["--max_train_steps", "30", "--checkpointing_steps", "3", "--design", design]
+    folder = {"controlnet": "controlnet", "depth": "unet"}[design]
     whole = _script(tmp_path / "whole", *steps)
     assert whole.wait() == 0, whole.communicate()[0]
     split = _script(tmp_path / "split", *steps)
@@ -99,12 +171,13 @@ def test_a_killed_run_resumes_and_ends_with_the_same_weights_bit_for_bit(tmp_pat
         time.sleep(0.05)
     split.send_signal(signal.SIGKILL)
     split.wait()
-    assert not (tmp_path / "split" / "controlnet").exists()
+    assert not (tmp_path / "split" / folder).exists()
     resumed = _script(tmp_path / "split", *steps, "--resume_from_checkpoint", "latest")
     out = resumed.communicate()[0]
     assert resumed.returncode == 0 and "resumed at step" in out, out
-    a = load_file(tmp_path / "whole" / "controlnet" / "diffusion_pytorch_model.safetensors")
-    b = load_file(tmp_path / "split" / "controlnet" / "diffusion_pytorch_model.safetensors")
+    a = load_file(tmp_path / "whole" / folder / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "split" / folder / "diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     logs = [json.loads((tmp_path / run / "training_log.json").read_text()) for run in ("whole", "split")]
-    assert logs[0]["iou"] == logs[1]["iou"]  # the same validation samples at the end
+    assert logs[0]["iou"] == logs[1]["iou"] and len(logs[0]["iou"][design]) == 2  # the same validation samples
+    assert logs[0]["losses"] == logs[1]["losses"]

@@ -34,37 +34,47 @@ from .recipes import NAMES, RECIPES, Recipe
 HERE = Path(__file__).resolve().parent
 # What the source course loads from the Hub in place of a shipped pipeline, when online.
 HUB_COUNTERPARTS = {"butterflies-32": "johnowhitaker/ddpm-butterflies-32px"}
-# ControlNets: only the ControlNet ships (``controlnet/``); load() joins it to its base text-to-image pipeline.
-CONTROLNETS: dict[str, dict] = {
+# Spatial control for a shipped text-to-image pipeline (chapter 11): only the trained part ships (``controlnet/``,
+# or the depth design's 5-channel ``unet/``); load() joins it to the base pipeline's other parts.
+CONTROLS: dict[str, dict] = {
     "tiny-sd-butterflies-controlnet": dict(
-        base="tiny-sd-butterflies",
+        base="tiny-sd-butterflies", design="controlnet",
         description="a ControlNet for tiny-sd-butterflies: the butterfly where a silhouette (white on black) says"),
+    "tiny-sd-butterflies-depth": dict(
+        base="tiny-sd-butterflies", design="depth",
+        description="Depth2Image for tiny-sd-butterflies: the butterfly where a height map (a fifth U-Net input) "
+                    "rises"),
 }
 
 
 def path(name: str) -> Path:
     """The folder of the shipped pipeline ``name``."""
-    if name not in (*NAMES, *CONTROLNETS):
-        raise KeyError(f"no pretrained pipeline called {name!r}; the course ships: {', '.join((*NAMES, *CONTROLNETS))}")
+    if name not in (*NAMES, *CONTROLS):
+        raise KeyError(f"no pretrained pipeline called {name!r}; the course ships: {', '.join((*NAMES, *CONTROLS))}")
     return HERE / name
 
 
 def load(name: str, device: torch.device | str = "cpu"):
     """The shipped pipeline ``name`` (weights upcast to float32), loaded offline from the package: a
     ``DDPMPipeline``, a ``StableDiffusionPipeline`` for ``tiny-sd-butterflies``, or a
-    ``StableDiffusionControlNetPipeline`` for ``tiny-sd-butterflies-controlnet`` (``CONTROLNETS``).
+    ``StableDiffusionControlNetPipeline`` for ``tiny-sd-butterflies-controlnet`` or a
+    ``StableDiffusionDepth2ImgPipeline`` for ``tiny-sd-butterflies-depth`` (``CONTROLS``).
 
     A class-conditioned model comes as the same pipeline container (``.unet``, ``.scheduler``); sample it with
     ``course_utils.sampling.sample_with_guidance`` since ``DDPMPipeline.__call__`` passes no class labels.
     """
     folder = path(name)
-    if name in CONTROLNETS:  # a StableDiffusionControlNetPipeline: the base pipeline's parts and the ControlNet
-        from diffusers import ControlNetModel
+    if name in CONTROLS:  # the base pipeline's parts and the trained ControlNet (or 5-channel U-Net)
+        from diffusers import ControlNetModel, UNet2DConditionModel
 
-        from ..controlnet import controlnet_pipeline
+        from ..controlnet import controlnet_pipeline, depth_pipeline
 
+        base = load(CONTROLS[name]["base"])
+        if CONTROLS[name]["design"] == "depth":
+            unet = UNet2DConditionModel.from_pretrained(folder / "unet", dtype=torch.float32, use_safetensors=True)
+            return depth_pipeline(base, unet).to(device)
         controlnet = ControlNetModel.from_pretrained(folder / "controlnet", dtype=torch.float32, use_safetensors=True)
-        return controlnet_pipeline(load(CONTROLNETS[name]["base"]), controlnet).to(device)
+        return controlnet_pipeline(base, controlnet).to(device)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{folder} holds no pipeline; run `python -m course_utils.pretrained --retrain {name}`")
     recipe = RECIPES[name]
@@ -110,5 +120,5 @@ def class_names(name: str) -> list[str] | None:
 from .cards import ddim_samples, evaluate, write_card  # noqa: E402
 from .retraining import retrain  # noqa: E402
 
-__all__ = ["HERE", "NAMES", "RECIPES", "Recipe", "class_names", "ddim_samples", "evaluate", "load",
+__all__ = ["CONTROLS", "HERE", "NAMES", "RECIPES", "Recipe", "class_names", "ddim_samples", "evaluate", "load",
            "load_longer_trained", "path", "retrain", "write_card"]
