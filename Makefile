@@ -53,11 +53,12 @@ test-wheelhouse: install wheelhouse
 
 # The test suite: offline, small profile, every notebook executed by nbval. One pytest worker per core
 # (pytest-xdist; a notebook's cells stay together and in order: --dist loadfile), each with one thread, so
-# workers never fight over cores (measured times: README.md, "Measured times").
+# workers never fight over cores (measured times: README.md, "Measured times"); the slowest fifteen are listed
+# at the end (--durations), to see where the time goes.
 test: install
 	COURSE_PROFILE=small HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
 	  $(PY) -m pytest tests notebooks --ignore=notebooks/zh --ignore=tests/test_online.py --nbval-lax \
-	  --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider -n auto --dist loadfile
+	  --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider -n auto --dist loadfile --durations=15
 
 # The online path, with no internet: a Hub on 127.0.0.1 (tests/hub_server.py) stands in for huggingface.co
 # (HF_ENDPOINT) and for MNIST's mirror (COURSE_MNIST_MIRROR), with small stand-ins under the real repo ids.

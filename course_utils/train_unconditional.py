@@ -40,7 +40,6 @@ import argparse
 import itertools
 import json
 import math
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -58,7 +57,7 @@ from . import train_unconditional_checks as checks
 from .cli import exit_on_problems
 from .data import DeviceBatches
 from .diffusion import default_unet, diffusion_loss, is_flow
-from .files import write_text_atomic
+from .files import atomic_file, write_text_atomic
 from .imagefolder import BadImagesError, to_rgb
 from .runs import TrainingLog, load_checkpoint, resume_path, save_checkpoint, save_pipeline_into
 from .sampling import sample_grid
@@ -315,10 +314,8 @@ def save_outputs(accelerator, args, model, ema, noise_scheduler, output_dir, epo
     pipeline.set_progress_bar_config(disable=True)
     if save_images:
         grid, images = sample_grid(pipeline, args.eval_batch_size, args.ddpm_num_inference_steps, names=names)
-        (output_dir / "samples").mkdir(exist_ok=True)
-        tmp = output_dir / "samples" / f".epoch_{epoch + 1:04d}.png.tmp"
-        grid.save(tmp, format="PNG")
-        os.replace(tmp, output_dir / "samples" / f"epoch_{epoch + 1:04d}.png")
+        with atomic_file(output_dir / "samples" / f"epoch_{epoch + 1:04d}.png") as tmp:
+            grid.save(tmp, format="PNG")
         if args.logger == "tensorboard":
             accelerator.get_tracker("tensorboard").writer.add_images("test_samples", images, epoch + 1)
     if save_model:
