@@ -137,14 +137,14 @@ SETTINGS: dict[str, dict[str, dict]] = {
     },
     # Chapter 11: ControlNet and Depth2Image on tiny-sd-butterflies: posed drawings and their silhouettes; the
     # shipped ControlNet measured against the plain pipeline, the conditioning scale and its training log, then the
-    # shipped depth U-Net the same way; a few training steps of each shown (depth_lr: the depth U-Net's rate).
+    # shipped depth U-Net the same way; a few training steps of each shown.
     "ch11": {
         "small": dict(n_show=4, n_eval=4, steps=4, guidance=5.0, scales=(0.0, 1.0), train_steps=2, batch_size=4,
-                      lr=1e-3, depth_lr=3e-4),
+                      lr=1e-3),
         "cpu": dict(n_show=8, n_eval=48, steps=20, guidance=5.0, scales=(0.0, 0.25, 0.5, 1.0, 1.5), train_steps=20,
-                    batch_size=16, lr=1e-3, depth_lr=3e-4),
+                    batch_size=16, lr=1e-3),
         "full": dict(n_show=8, n_eval=200, steps=50, guidance=5.0, scales=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
-                     train_steps=100, batch_size=32, lr=1e-3, depth_lr=3e-4),
+                     train_steps=100, batch_size=32, lr=1e-3),
     },
     # Chapter 12: flow matching on 2-D points (reflow too), then on digits against DDPM with the same U-Net and
     # steps; then the shipped digits-28-flow against digits-28. cpu: ~1 minute of training per digit model; the

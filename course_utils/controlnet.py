@@ -118,8 +118,8 @@ def controlnet_pipeline(pipeline, controlnet):
 
 def depth_maps(controls: torch.Tensor) -> torch.Tensor:
     """A height field for each silhouette: 0 on the background, rising by one for each pixel step inside the
-    edge (so highest along the body), divided by its maximum — the depth-like map the chapter's Depth2Image
-    reads. Controls (N, 3, H, W) in [0, 1] (white = butterfly); returns (N, H, W) in [0, 1]."""
+    edge (so highest in the middle of each wing), divided by its maximum — the depth-like map the chapter's
+    Depth2Image reads. Controls (N, 3, H, W) in [0, 1] (white = butterfly); returns (N, H, W) in [0, 1]."""
     inside = (controls.float().mean(dim=1, keepdim=True) > 0.5).float()
     height = torch.zeros_like(inside)
     while inside.any():  # peel the shape one pixel at a time (a 3x3 erosion) and count the layers
