@@ -35,3 +35,17 @@ def test_an_untouched_stub_or_a_missing_answer_is_not_done_and_never_raises():
 def test_an_error_in_the_learners_code_is_named_not_raised():
     verdict = check_double(lambda x: x / 0)
     assert verdict.status == "wrong" and "ZeroDivisionError" in verdict.en and "ZeroDivisionError" in verdict.zh
+
+
+def test_every_check_cell_prints_its_verdict_once():
+    """A check cell ends with ``;``: the verdict is printed by the check, not echoed again as ``Verdict(...)``."""
+    import json
+    from pathlib import Path
+
+    echoed = []
+    for notebook in sorted(Path(__file__).resolve().parents[1].glob("notebooks/**/*.ipynb")):
+        for i, cell in enumerate(json.loads(notebook.read_text(encoding="utf-8"))["cells"]):
+            last = "".join(cell["source"]).rstrip().splitlines()[-1:] if cell["cell_type"] == "code" else []
+            if last and last[0].startswith("check_") and not last[0].endswith(";"):
+                echoed.append(f"{notebook.name} cell {i}: {last[0]}")
+    assert not echoed, echoed
