@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -187,3 +188,27 @@ def sample_controlled(pipeline, prompts: list[str], controls: torch.Tensor, guid
     else:
         kwargs = dict(image=controls, **kwargs)
     return generate(pipeline, prompts, guidance_scale, steps, seed, **kwargs)
+
+
+# ---- The two designs, for the script, the model cards and pretrained.load ---------------------------------
+
+MODEL_FOLDERS = {"controlnet": "controlnet", "depth": "unet"}  # where each design's trained model is saved
+
+
+def load_control(design: str, folder, base, dtype: torch.dtype = torch.float32):
+    """The pipeline of ``design`` with the model saved in ``folder / MODEL_FOLDERS[design]`` joined to the
+    text-to-image pipeline ``base``: a ControlNet pipeline, or a Depth2Image pipeline."""
+    return control_pipeline(design, base, model_class(design).from_pretrained(
+        Path(folder) / MODEL_FOLDERS[design], dtype=dtype, use_safetensors=True))
+
+
+def model_class(design: str):
+    """The diffusers class of what ``design`` trains: ``ControlNetModel`` or (depth) ``UNet2DConditionModel``."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    return UNet2DConditionModel if design == "depth" else ControlNetModel
+
+
+def control_pipeline(design: str, base, model):
+    """``controlnet_pipeline`` or ``depth_pipeline`` of ``base`` and the trained ``model``, by ``design``."""
+    return (depth_pipeline if design == "depth" else controlnet_pipeline)(base, model)

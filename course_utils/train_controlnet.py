@@ -56,11 +56,11 @@ from .cli import (
     rules,
 )
 from .controlnet import (
+    MODEL_FOLDERS,
+    control_pipeline,
     controlnet_loss,
-    controlnet_pipeline,
     depth_loss,
     depth_maps,
-    depth_pipeline,
     depth_unet,
     posed_butterflies,
     sample_controlled,
@@ -70,7 +70,6 @@ from .data import butterfly_attributes
 from .files import atomic_folder
 from .runs import TrainingLog, load_checkpoint, resume_path, save_checkpoint
 
-DESIGNS = {"controlnet": "controlnet", "depth": "unet"}  # each design and the folder its trained model goes to
 HELD_OUT = 300_000  # validation controls come from drawings from this index on, never in training
 CHECKPOINTS = "checkpoints"
 
@@ -83,7 +82,7 @@ def default_base() -> Path:
 def build_parser() -> Parser:
     p = Parser(prog="python -m course_utils.train_controlnet", description=__doc__.split("\n")[0])
     p.add_argument("--output_dir", type=Path, required=True, help="where the model, checkpoints and log go")
-    p.add_argument("--design", default="controlnet", choices=tuple(DESIGNS),
+    p.add_argument("--design", default="controlnet", choices=tuple(MODEL_FOLDERS),
                    help="controlnet (a side network) or depth (a fifth input channel of the U-Net)")
     p.add_argument("--pretrained_model_name_or_path", type=Path, default=default_base(),
                    help="the text-to-image pipeline folder whose U-Net is copied (default: the shipped "
@@ -167,7 +166,7 @@ def main(argv: list[str] | None = None) -> Path:
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     accelerator.wait_for_everyone()
     checkpoint = resume_path(args.resume_from_checkpoint, out / CHECKPOINTS)
-    if args.resume_from_checkpoint and (out / DESIGNS[design] / "config.json").is_file() and checkpoint is None:
+    if args.resume_from_checkpoint and (out / MODEL_FOLDERS[design] / "config.json").is_file() and checkpoint is None:
         accelerator.print(f"{out} holds a finished run: nothing to resume")
         return out
 
@@ -208,7 +207,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     def validate() -> None:
         trained = accelerator.unwrap_model(model).eval()
-        pipe = depth_pipeline(base, trained) if design == "depth" else controlnet_pipeline(base, trained)
+        pipe = control_pipeline(design, base, trained)
         with torch.no_grad():
             x = sample_controlled(pipe, val_prompts, val_controls, 5.0, args.validation_inference_steps, args.seed)
         iou.append([step, round(float(silhouette_iou(x, val_controls).mean()), 4)])
@@ -258,7 +257,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     log.finish(args, parameters=sum(p.numel() for p in model.parameters()))
     if accelerator.is_main_process:
-        with atomic_folder(out / DESIGNS[design], replace=True) as tmp:
+        with atomic_folder(out / MODEL_FOLDERS[design], replace=True) as tmp:
             accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
     log.save()  # the run is done once its model is saved
     if accelerator.is_main_process:

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from course_utils import pretrained, tiny_sd
 from course_utils.controlnet import (
+    MODEL_FOLDERS,
     controlnet_pipeline,
     depth_condition,
     depth_loss,
@@ -161,7 +162,7 @@ def test_every_bad_flag_is_named_at_once(tmp_path):
 @pytest.mark.parametrize("design", ["controlnet", "depth"])
 def test_a_killed_run_resumes_and_ends_with_the_same_weights_bit_for_bit(tmp_path, design):
     steps = ["--max_train_steps", "12", "--checkpointing_steps", "3", "--design", design]
-    folder = {"controlnet": "controlnet", "depth": "unet"}[design]
+    folder = MODEL_FOLDERS[design]
     whole = _script(tmp_path / "whole", *steps)
     assert whole.wait() == 0, whole.communicate()[0]
     split = _script(tmp_path / "split", *steps)

@@ -65,16 +65,9 @@ def load(name: str, device: torch.device | str = "cpu"):
     """
     folder = path(name)
     if name in CONTROLS:  # the base pipeline's parts and the trained ControlNet (or 5-channel U-Net)
-        from diffusers import ControlNetModel, UNet2DConditionModel
+        from ..controlnet import load_control
 
-        from ..controlnet import controlnet_pipeline, depth_pipeline
-
-        base = load(CONTROLS[name]["base"])
-        if CONTROLS[name]["design"] == "depth":
-            unet = UNet2DConditionModel.from_pretrained(folder / "unet", dtype=torch.float32, use_safetensors=True)
-            return depth_pipeline(base, unet).to(device)
-        controlnet = ControlNetModel.from_pretrained(folder / "controlnet", dtype=torch.float32, use_safetensors=True)
-        return controlnet_pipeline(base, controlnet).to(device)
+        return load_control(CONTROLS[name]["design"], folder, load(CONTROLS[name]["base"])).to(device)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{folder} holds no pipeline; run `python -m course_utils.pretrained --retrain {name}`")
     recipe = RECIPES[name]

@@ -14,7 +14,6 @@ and writes ``training.json``, ``scores.json``, ``samples.png`` and the model car
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -23,15 +22,14 @@ import numpy as np
 import torch
 
 from .. import tiny_sd
-from ..controlnet import controlnet_pipeline, depth_pipeline, posed_butterflies, sample_controlled, silhouette_iou
+from ..cli import Parser, errors, exit_on_problems, parse
+from ..controlnet import MODEL_FOLDERS, load_control, model_class, posed_butterflies, sample_controlled, silhouette_iou
 from ..data import butterfly_attributes
 from ..files import atomic_folder, write_text_atomic
 from .cards import template
 
 HELD_OUT = 500_000  # the card's controls: never in training (0..) nor the script's validation (300,000..)
 SCALES = (0.0, 0.25, 0.5, 1.0, 1.5)
-FOLDERS = {"controlnet": "controlnet", "depth": "unet"}  # each design's model folder in a run and a shipped folder
-NAMES = {"controlnet": "the ControlNet", "depth": "the depth U-Net"}
 
 
 def _spread(values: torch.Tensor, rounds: int = 200) -> float:
@@ -97,22 +95,18 @@ def run_record(run: Path, command: str, machine: str) -> dict:
 
 def ship(run: Path, folder: Path, command: str, machine: str) -> Path:
     """Write the shipped folder from the run (see the module's docstring)."""
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
     from . import load
 
     record = run_record(run, command, machine)
     design = record["design"]
-    cls = ControlNetModel if design == "controlnet" else UNet2DConditionModel
-    model = cls.from_pretrained(run / FOLDERS[design], dtype=torch.float32)
-    with atomic_folder(folder / FOLDERS[design], replace=True) as tmp:
+    model = model_class(design).from_pretrained(run / MODEL_FOLDERS[design], dtype=torch.float32)
+    with atomic_folder(folder / MODEL_FOLDERS[design], replace=True) as tmp:
         model.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
         for file in tmp.iterdir():  # readable by all, like the other shipped files (a temporary folder is private)
             file.chmod(0o644)
         tmp.chmod(0o755)
     base = load("tiny-sd-butterflies")
-    shipped = cls.from_pretrained(folder / FOLDERS[design], dtype=torch.float32)
-    pipeline = (controlnet_pipeline if design == "controlnet" else depth_pipeline)(base, shipped)
+    pipeline = load_control(design, folder, base)  # the shipped float16 weights, as learners will load them
     scores = evaluate(pipeline, base)
     sample_grid(pipeline).save(folder / "samples.png")
     write_text_atomic(folder / "training.json", json.dumps(record, indent=1))
@@ -152,17 +146,18 @@ tags:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m course_utils.pretrained.control_card", description=__doc__)
+    p = Parser(prog="python -m course_utils.pretrained.control_card", description=__doc__)
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--command", required=True, help="the command that trained the run, for the card")
     p.add_argument("--machine", default="", help="the machine and its load during the run, for the card")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "tiny-sd-butterflies-controlnet")
-    args = p.parse_args(argv)
+    args, problems = parse(p, argv)
     log = args.run / "training_log.json"
     done = log.is_file() and "args" in json.loads(log.read_text())
-    if not done or not any((args.run / f / "config.json").is_file() for f in FOLDERS.values()):
-        p.exit(2, f"error: --run {args.run}: not a finished course_utils.train_controlnet run (no controlnet/ or "
-               "unet/ and a finished training_log.json)\n")
+    if not done or not any((args.run / f / "config.json").is_file() for f in MODEL_FOLDERS.values()):
+        problems.append(f"--run {args.run}: not a finished course_utils.train_controlnet run (no controlnet/ or "
+                        "unet/ and a finished training_log.json)")
+    exit_on_problems(errors(problems))
     args.out.mkdir(parents=True, exist_ok=True)
     print(ship(args.run, args.out, args.command, args.machine))
 
