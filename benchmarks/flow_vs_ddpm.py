@@ -1,10 +1,12 @@
-"""Steps against quality for the two shipped digit models: ``digits-28-flow`` (flow matching, Euler) against
-``digits-28`` (DDPM, v-prediction; DDIM and DPM-Solver++), chapter 12's comparison at full size.
+"""Steps against quality for the shipped digit models: ``digits-28-flow`` (flow matching, Euler) and
+``digits-28-reflow`` (the same after reflow) against ``digits-28`` (DDPM, v-prediction; DDIM and DPM-Solver++),
+chapter 12's comparison at full size.
 
     python benchmarks/flow_vs_ddpm.py                 # 200 digits per row, steps 1 2 4 8 16 50, every sampler
     python benchmarks/flow_vs_ddpm.py --n 100 --steps 1 4 --samplers flow ddim
 
-Samplers: ``flow`` (Euler, evenly spaced noise levels as the SD3/Flux pipelines space them), ``ddim`` (DDIM with
+Samplers: ``flow`` (Euler, evenly spaced noise levels as the SD3/Flux pipelines space them), ``reflow`` (the
+same Euler sampler on ``digits-28-reflow``), ``ddim`` (DDIM with
 ``trailing`` timesteps: the first step starts at t = 999, pure noise), ``ddim-leading`` (DDIM as chapter 6 and
 diffusers' default spacing for this scheduler config: 4 steps start at t = 750, 1 step at t = 0) and ``dpm``
 (DPM-Solver++ 2M, trailing). Every row samples the same starting noise (seed 0) and scores the digits with the
@@ -32,7 +34,7 @@ from course_utils.files import write_text_atomic
 from course_utils.metrics import quality_by_steps, train_digit_scorer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SAMPLERS = ("flow", "ddim", "ddim-leading", "dpm")
+SAMPLERS = ("flow", "reflow", "ddim", "ddim-leading", "dpm")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -45,9 +47,11 @@ def main(argv: list[str] | None = None) -> dict:
     exit_on_problems(errors(problems))
     scorer = train_digit_scorer()
     flow, ddpm = pretrained.load("digits-28-flow"), pretrained.load("digits-28")
+    reflow = pretrained.load("digits-28-reflow")
     config, trailing = ddpm.scheduler.config, dict(timestep_spacing="trailing")
     samplers = {
         "flow": ("digits-28-flow, Euler", flow.unet, flow.scheduler),
+        "reflow": ("digits-28-reflow, Euler", reflow.unet, reflow.scheduler),
         "ddim": ("digits-28, DDIM (trailing)", ddpm.unet, DDIMScheduler.from_config(config, **trailing)),
         "ddim-leading": ("digits-28, DDIM (leading, as chapter 6)", ddpm.unet, DDIMScheduler.from_config(config)),
         "dpm": ("digits-28, DPM-Solver++ (trailing)", ddpm.unet,

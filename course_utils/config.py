@@ -87,7 +87,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "small": dict(n_score=32, samplers=[("DDPM", 20), ("DDIM", 10), ("DPM-Solver++", 10)], eta_steps=10,
                       ft_images=16, ft_few=4, ft_batch=8, ft_lr=3e-4, lora_lr=1e-3, ft_checkpoints=(0, 2, 4),
                       lora_rank=8, n_show=8, sample_steps=10, n_measure=16, script_steps=2),
-        # cpu: DDPM 1000 (and 100) would take ~15 minutes here (about 1 s per U-Net call on 100 digits); full has it
+        # cpu: DDPM 1000 (and 100) would add 1,100 U-Net calls on 100 digits (minutes on a CPU); full has them
         "cpu": dict(n_score=100, samplers=[("DDPM", 50), ("DDIM", 50), ("DDIM", 20), ("DDIM", 10),
                                            ("DPM-Solver++", 20), ("DPM-Solver++", 10)],
                     eta_steps=10, ft_images=64, ft_few=8, ft_batch=16, ft_lr=3e-4, lora_lr=1e-3,

@@ -124,6 +124,7 @@ def diffusion_loss(
     snr_gamma: float | None = None,
     class_drop_prob: float = 0.1,
     sigmas: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One training step's loss on a batch of clean images in [-1, 1] (what ``train_ddpm`` and the script share).
 
@@ -132,13 +133,15 @@ def diffusion_loss(
     ``FlowMatchEulerDiscreteScheduler``): noise levels ``sigmas`` (default uniform in [0, 1]),
     ``flow_matching_inputs``, MSE against the velocity. With ``labels``, each is replaced by the last class
     embedding, "no class", with probability ``class_drop_prob`` (classifier-free guidance). The random draws
-    come from ``generator`` (default: torch's global one), on its device.
+    come from ``generator`` (default: torch's global one), on its device. ``noise`` pairs each image with its
+    own noise instead of a fresh draw (reflow trains on a flow's (sample, noise) pairs, chapter 12).
     """
     _check_snr_gamma(scheduler, snr_gamma)
     device = clean.device
     draw_on = generator.device if generator is not None else device
     n_steps = scheduler.config.num_train_timesteps
-    noise = torch.randn(clean.shape, generator=generator, device=draw_on).to(device)
+    if noise is None:
+        noise = torch.randn(clean.shape, generator=generator, device=draw_on).to(device)
     if is_flow(scheduler):
         if sigmas is None:
             sigmas = torch.rand(len(clean), generator=generator, device=draw_on)

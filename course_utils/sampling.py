@@ -18,9 +18,11 @@ def sample_ddpm(
     steps: int,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Generate ``n`` images in [-1, 1] with ``steps`` steps of the scheduler (a copy: the caller's is untouched);
-    a flow-matching scheduler gets ``flow_sigmas(steps)``, evenly spaced as the SD3 and Flux pipelines space them."""
+    """Generate ``n`` images in [-1, 1] with ``steps`` steps of the scheduler (a copy: the caller's is untouched)
+    from ``noise`` (default: drawn with ``seed``); a flow-matching scheduler gets ``flow_sigmas(steps)``, evenly
+    spaced as the SD3 and Flux pipelines space them."""
     scheduler = type(scheduler).from_config(scheduler.config)
     if is_flow(scheduler):
         scheduler.set_timesteps(sigmas=flow_sigmas(steps))
@@ -30,7 +32,7 @@ def sample_ddpm(
     size = model.config.sample_size
     shape = (n, model.config.in_channels, *((size, size) if isinstance(size, int) else size))
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=generator).to(device)
+    x = (torch.randn(shape, generator=generator) if noise is None else noise).to(device)
     for t in scheduler.timesteps:
         x = scheduler.step(model(x, t).sample, t, x, generator=generator).prev_sample
     return x.clamp(-1, 1).cpu()

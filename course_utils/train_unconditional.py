@@ -16,7 +16,8 @@ is not one; ``squaredcos_cap_v2`` is the cosine schedule). The course adds ``--s
 sub-folder names), and ``--pretrained_model_name_or_path`` from diffusers' other training scripts (fine-tune a
 pipeline's UNet with its noise schedule), and ``--prediction_type flow`` (chapter 12: flow matching instead of
 DDPM, a ``FlowMatchEulerDiscreteScheduler`` saved; ``--weighting_scheme`` / ``--logit_mean`` / ``--logit_std`` /
-``--mode_scale`` draw t as diffusers' SD3 scripts do, ``--flow_shift`` sets the scheduler's shift). The image
+``--mode_scale`` draw t as diffusers' SD3 scripts do, ``--flow_shift`` sets the scheduler's shift), and
+``--reflow_pairs`` (reflow: fine-tune a flow pipeline on pairs of noise and its own samples). The image
 mode follows the UNet: a config with ``in_channels: 1`` trains on grayscale images, 3 on RGB. The script reads
 top to bottom: configuration, data, model, loop, checkpoint, save.
 
@@ -60,7 +61,7 @@ from .diffusion import default_unet, diffusion_loss, is_flow
 from .files import atomic_file, write_text_atomic
 from .imagefolder import BadImagesError, to_rgb
 from .runs import TrainingLog, load_checkpoint, resume_path, save_checkpoint, save_pipeline_into
-from .sampling import sample_grid
+from .sampling import sample_ddpm, sample_grid
 
 # ---- Data -----------------------------------------------------------------------------------------------
 
@@ -170,6 +171,24 @@ def make_loader(args: argparse.Namespace, accelerator: Accelerator, dataset, nam
     return loader, None
 
 
+def reflow_loader(args: argparse.Namespace, accelerator: Accelerator, model, noise_scheduler) -> tuple:
+    """Reflow's data (Liu et al. 2022): --reflow_pairs noise draws (seeded by --seed) and the pretrained flow's
+    Euler sample from each (--reflow_steps steps), made once before training (so a resumed run makes the same);
+    batches of (sample, its noise) on the device, never flipped. The samples are kept as uint8, as images are."""
+    c = model.config
+    noise = torch.randn((args.reflow_pairs, c.in_channels, c.sample_size, c.sample_size),
+                        generator=torch.Generator().manual_seed(args.seed or 0))
+    samples = torch.cat([sample_ddpm(model, noise_scheduler, len(chunk), args.reflow_steps, accelerator.device,
+                                     noise=chunk) for chunk in tqdm(noise.split(256), desc="reflow pairs",
+                                                                    disable=not accelerator.is_local_main_process)])
+    images = ((samples + 1) * 127.5).round().to(torch.uint8)
+    accelerator.print(f"reflow: {len(images)} (sample, noise) pairs from {args.pretrained_model_name_or_path}, "
+                      f"{args.reflow_steps} Euler steps each")
+    loader = DeviceBatches(images, args.train_batch_size, accelerator.device, flip=False, seed=args.seed or 0,
+                           rank=accelerator.process_index, world=accelerator.num_processes, labels=noise)
+    return loader, images
+
+
 # ---- Model -----------------------------------------------------------------------------------------------
 
 
@@ -242,16 +261,18 @@ def plan_steps(args: argparse.Namespace, accelerator: Accelerator, loader, on_de
 
 
 def training_step(accelerator: Accelerator, model, optimizer, lr_scheduler, noise_scheduler, clean: torch.Tensor,
-                  labels: torch.Tensor | None, args: argparse.Namespace) -> torch.Tensor:
+                  labels: torch.Tensor | None, args: argparse.Namespace, noise: torch.Tensor | None = None
+                  ) -> torch.Tensor:
     """One batch: the loss inside ``accelerator.accumulate`` (which makes the update every
-    --gradient_accumulation_steps batches), backward, clip, step; the loss, detached."""
+    --gradient_accumulation_steps batches), backward, clip, step; the loss, detached. ``noise``: each image's
+    paired noise (reflow), instead of a fresh draw."""
     sigmas = None
     if is_flow(noise_scheduler):  # flow matching: t drawn by the weighting scheme (uniform by default)
         sigmas = compute_density_for_timestep_sampling(args.weighting_scheme, len(clean), args.logit_mean,
                                                        args.logit_std, args.mode_scale)
     with accelerator.accumulate(model):
         loss = diffusion_loss(model, noise_scheduler, clean, labels, snr_gamma=args.snr_gamma,
-                              class_drop_prob=args.class_drop_prob, sigmas=sigmas)
+                              class_drop_prob=args.class_drop_prob, sigmas=sigmas, noise=noise)
         accelerator.backward(loss)
         if accelerator.sync_gradients:
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -361,7 +382,8 @@ def main(argv: list[str] | None = None) -> Path:
     if args.seed is not None:
         set_seed(args.seed)
 
-    dataset, names = read_dataset(args, accelerator)  # data, checked; then the output folder
+    # data, checked (reflow makes its pairs from the model below); then the output folder
+    dataset, names = (None, None) if args.reflow_pairs else read_dataset(args, accelerator)
     if accelerator.is_main_process:
         if args.overwrite_output_dir and output_dir.exists() and not args.resume_from_checkpoint:
             shutil.rmtree(output_dir)
@@ -369,15 +391,19 @@ def main(argv: list[str] | None = None) -> Path:
     accelerator.wait_for_everyone()
 
     model, scheduler_config = build_model(args, accelerator, names)  # model, schedules, optimizer
-    loader, on_device = make_loader(args, accelerator, dataset, names, model.config.in_channels)
     noise_scheduler = noise_schedule(args, scheduler_config)
+    if args.reflow_pairs:
+        loader, on_device = reflow_loader(args, accelerator, model, noise_scheduler)
+    else:
+        loader, on_device = make_loader(args, accelerator, dataset, names, model.config.in_channels)
     ema = None
     if args.use_ema:
         ema = EMAModel(model.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, inv_gamma=args.ema_inv_gamma,
                        power=args.ema_power, model_cls=UNet2DModel, model_config=model.config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
                                   weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
-    max_steps, num_epochs = plan_steps(args, accelerator, loader, on_device is not None, len(dataset))
+    n_images = len(on_device) if dataset is None else len(dataset)
+    max_steps, num_epochs = plan_steps(args, accelerator, loader, on_device is not None, n_images)
     lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer,
                                  num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=max_steps * accelerator.num_processes)
@@ -409,7 +435,9 @@ def main(argv: list[str] | None = None) -> Path:
         total, count = torch.zeros((), device=accelerator.device), 0
         for batch in batches:
             clean, labels = split_batch(batch)
-            total += training_step(accelerator, model, optimizer, lr_scheduler, noise_scheduler, clean, labels, args)
+            labels, noise = (None, labels) if args.reflow_pairs else (labels, None)  # reflow: each sample's noise
+            total += training_step(accelerator, model, optimizer, lr_scheduler, noise_scheduler, clean, labels, args,
+                                   noise)
             count += 1
             if accelerator.sync_gradients:
                 if ema is not None:

@@ -49,7 +49,7 @@ _TRUE = {"1", "true", "yes", "on"}
 # Flags that do nothing without another one.
 NEEDS = {"dataset_config_name": "dataset_name", "hub_model_id": "push_to_hub", "hub_private_repo": "push_to_hub",
          "class_drop_prob": "class_conditional", "ema_inv_gamma": "use_ema", "ema_power": "use_ema",
-         "ema_max_decay": "use_ema"}
+         "ema_max_decay": "use_ema", "reflow_steps": "reflow_pairs"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--mode_scale", type=FLOAT, default=1.29, help="--weighting_scheme mode: the scale.")
     add("--flow_shift", type=FLOAT, default=1.0,
         help="With --prediction_type flow: the saved scheduler's timestep shift (SD3 uses 3.0 at 1024 px).")
+    add("--reflow_pairs", type=INT, default=None,
+        help="Reflow (rectified flow's second round, chapter 12): fine-tune --pretrained_model_name_or_path, a flow "
+             "pipeline, on N pairs (noise, that pipeline's Euler sample from it) instead of images.")
+    add("--reflow_steps", type=INT, default=32, help="With --reflow_pairs: the Euler steps of each pair's sample.")
     return p
 
 
@@ -169,6 +173,7 @@ def check_args(args: argparse.Namespace) -> list[str]:
     problems += _resume_problems(args, unet)
     problems += _push_problems(args)
     problems += _flow_problems(args)
+    problems += _reflow_problems(args)
     return errors(problems)
 
 
@@ -179,7 +184,7 @@ def _value_problems(args: argparse.Namespace) -> list[str]:
         **{name: AT_LEAST_1 for name in (
             "resolution", "train_batch_size", "eval_batch_size", "num_epochs", "save_images_epochs",
             "save_model_epochs", "gradient_accumulation_steps", "ddpm_num_steps", "ddpm_num_inference_steps",
-            "checkpointing_steps", "checkpoints_total_limit", "max_train_steps")},
+            "checkpointing_steps", "checkpoints_total_limit", "max_train_steps", "reflow_pairs", "reflow_steps")},
         "dataloader_num_workers": NOT_NEGATIVE, "lr_warmup_steps": NOT_NEGATIVE,
         **{name: POSITIVE for name in ("learning_rate", "adam_epsilon", "ema_inv_gamma", "ema_power", "snr_gamma")},
         "adam_weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number, 0 or more"),
@@ -228,6 +233,36 @@ def _flow_problems(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def _reflow_problems(args: argparse.Namespace) -> list[str]:
+    """Reflow needs a flow pipeline to make its pairs, and no images, labels or flips (a flipped sample would no
+    longer be its noise's)."""
+    if args.reflow_pairs is None:
+        return []
+    problems = [f"--{name} with --reflow_pairs: reflow trains on the pretrained flow's own samples, not on images; "
+                f"drop --{name}" for name in ("train_data_dir", "dataset_name", "class_conditional", "random_flip")
+                if name in args.given_flags]
+    source = args.pretrained_model_name_or_path
+    if not source:
+        problems.append("--reflow_pairs needs --pretrained_model_name_or_path: the flow pipeline whose samples it "
+                        "trains on")
+    elif "prediction_type" in args.given_flags and args.prediction_type != "flow":
+        problems.append(f"--reflow_pairs with --prediction_type {args.prediction_type}: reflow is flow matching; "
+                        "drop --prediction_type")
+    elif (_config_or_none(source) or {}).get("_class_name") not in (None, "FlowMatchEulerDiscreteScheduler"):
+        problems.append(f"--reflow_pairs: --pretrained_model_name_or_path {source} is not a flow-matching pipeline "
+                        "(its scheduler is no FlowMatchEulerDiscreteScheduler); reflow a model trained with "
+                        "--prediction_type flow")
+    return problems
+
+
+def _config_or_none(source: str) -> dict | None:
+    """The pretrained pipeline's scheduler config, or None where it cannot be read (reported elsewhere)."""
+    try:
+        return pretrained_configs(source)[1]
+    except _Problem:
+        return None
+
+
 def _device_problems(args: argparse.Namespace) -> list[str]:
     """Flags that need hardware or packages this machine lacks (mixed precision, xformers, the logger)."""
     problems = []
@@ -257,6 +292,8 @@ def _data_problems(args: argparse.Namespace) -> list[str]:
     """Where the images come from: a folder that exists, or a dataset name that can be one."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+    if args.reflow_pairs is not None:  # reflow makes its own pairs (checked in _reflow_problems)
+        return []
     if args.dataset_name is None and args.train_data_dir is None:
         return ["give --train_data_dir (a folder of images) or --dataset_name (a Hub dataset)"]
     problems = []

@@ -167,6 +167,21 @@ def test_train_ddpm_with_a_flow_scheduler_takes_the_flow_matching_loss():
         train_ddpm(model, FlowMatchEulerDiscreteScheduler(), [clean], 1, 1e-3, snr_gamma=5.0)
 
 
+def test_flow_loss_with_paired_noise_uses_that_noise():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from course_utils.diffusion import diffusion_loss
+
+    torch.manual_seed(0)
+    clean, noise, sigmas = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8), torch.tensor([0.2, 0.5, 0.9])
+    model = tiny_unet()
+    loss = diffusion_loss(model, FlowMatchEulerDiscreteScheduler(), clean, sigmas=sigmas, noise=noise)
+    s = sigmas.view(-1, 1, 1, 1)
+    with torch.no_grad():  # reflow's loss: the straight line from each image to *its* noise, not a fresh draw
+        expected = ((model((1 - s) * clean + s * noise, sigmas * 1000).sample - (noise - clean)) ** 2).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_conditional_training_drops_labels_to_the_no_class_label():
     unet = tiny_unet(num_class_embeds=3)
     seen = []

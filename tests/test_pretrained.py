@@ -63,7 +63,8 @@ def test_load_is_offline_and_fast(name, monkeypatch):
 
 
 def test_unknown_name_says_what_ships():
-    with pytest.raises(KeyError, match="digits-28, digits-28-conditional, digits-28-flow, butterflies-32"):
+    with pytest.raises(KeyError, match="digits-28, digits-28-conditional, digits-28-flow, digits-28-reflow, "
+                                       "butterflies-32"):
         pretrained.load("mnist")
 
 
@@ -147,6 +148,34 @@ def test_in_place_goes_with_a_name_and_not_with_another_out(tmp_path, capsys):
         with pytest.raises(SystemExit) as stop:
             main(argv)
         assert stop.value.code == 2 and expected in capsys.readouterr().err
+
+def test_digits_28_reflow_draws_digits_in_one_euler_step_where_digits_28_flow_draws_noise(digit_scorer):
+    # reflow's point (chapter 12): the same U-Net, trained on its own (noise, sample) pairs, needs one step
+    from course_utils.sampling import sample_ddpm
+
+    scores = {}
+    for name in ("digits-28-flow", "digits-28-reflow"):
+        pipeline = pretrained.load(name)
+        scores[name] = digit_scorer.score((sample_ddpm(pipeline.unet, pipeline.scheduler, 60, 1) + 1) / 2)
+    # the card: 29.3 against 700 for 200 digits at 1 step; fewer digits read higher
+    assert scores["digits-28-reflow"]["frechet"] < 80 < 400 < scores["digits-28-flow"]["frechet"], scores
+    assert scores["digits-28-reflow"]["classes"] >= 8, scores
+
+
+def test_retraining_the_reflow_model_starts_from_the_shipped_flow_and_records_its_pairs(tmp_path):
+    out = pretrained.retrain("digits-28-reflow", steps=2, work_dir=tmp_path / "work", out=tmp_path / "out",
+                             card=False, extra_args=("--reflow_pairs", "8", "--reflow_steps", "2", "--train_batch_size",
+                                                     "4", "--ddpm_num_inference_steps", "2", "--eval_batch_size", "1"))
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps"] == 2 and record["training_images"] == 8, record
+    assert "--pretrained_model_name_or_path '<digits-28-flow>'" in record["script_command"] or \
+        "--pretrained_model_name_or_path <digits-28-flow>" in record["script_command"], record["script_command"]
+    assert str(tmp_path) not in record["script_command"] and "--train_data_dir" not in record["script_command"]
+    assert not (tmp_path / "work" / "data-digits-28").exists()  # reflow reads no images
+    from diffusers import DDPMPipeline, FlowMatchEulerDiscreteScheduler
+
+    assert isinstance(DDPMPipeline.from_pretrained(out).scheduler, FlowMatchEulerDiscreteScheduler)
+
 
 def test_digits_28_flow_is_sampled_by_the_plain_loop_in_4_steps(digit_scorer):
     from diffusers import FlowMatchEulerDiscreteScheduler

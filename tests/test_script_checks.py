@@ -521,3 +521,27 @@ def test_run_course_reports_every_problem_at_once(notebook, tmp_path, capsys):
                             str(notebook)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("error: ") for line in err)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], "--reflow_pairs needs --pretrained_model_name_or_path"),
+    (["--pretrained_model_name_or_path", "<digits-28>"], "is not a flow-matching pipeline"),
+    (["--pretrained_model_name_or_path", "<digits-28-flow>", "--random_flip"], "--random_flip with --reflow_pairs"),
+    (["--pretrained_model_name_or_path", "<digits-28-flow>", "--train_data_dir", "x"],
+     "--train_data_dir with --reflow_pairs"),
+    (["--pretrained_model_name_or_path", "<digits-28-flow>", "--prediction_type", "v_prediction"],
+     "--reflow_pairs with --prediction_type v_prediction"),
+])
+def test_reflow_needs_a_flow_pipeline_and_no_images(flags, expected, tmp_path):
+    flags = [str(pretrained.path(f[1:-1])) if f.startswith("<") else f for f in flags]
+    if flags:  # the digit pipelines are 28 px
+        flags += ["--resolution", "28"]
+    found = problems("--reflow_pairs", "8", "--output_dir", str(tmp_path / "out"), *flags)
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_reflow_of_a_flow_pipeline_passes_the_checks(tmp_path):
+    assert problems("--pretrained_model_name_or_path", str(pretrained.path("digits-28-flow")), "--reflow_pairs", "8",
+                    "--resolution", "28", "--output_dir", str(tmp_path / "out")) == []
+    assert problems("--train_data_dir", "x", "--reflow_steps", "4")[0].startswith(
+        "error: --reflow_steps only means something with --reflow_pairs")

@@ -260,3 +260,29 @@ def test_flow_matching_run_saves_a_flow_scheduler_that_the_plain_loop_samples(im
             x = scheduler.step(unet(x, t).sample, t, x).prev_sample
     assert x.shape == (1, 3, 16, 16) and torch.isfinite(x).all()
     assert (out_dir / "samples" / "epoch_0001.png").is_file()
+
+
+def test_reflow_pairs_are_the_pretrained_flows_euler_samples_of_their_own_noise():
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from course_utils import pretrained
+    from course_utils import train_unconditional as tu
+    from course_utils.sampling import sample_ddpm
+
+    teacher = pretrained.load("digits-28-flow")
+    args = SimpleNamespace(reflow_pairs=6, reflow_steps=2, seed=3, train_batch_size=4,
+                           pretrained_model_name_or_path="digits-28-flow")
+    loader, images = tu.reflow_loader(args, Accelerator(cpu=True), teacher.unet, teacher.scheduler)
+    noise = torch.randn((6, 1, 28, 28), generator=torch.Generator().manual_seed(3))
+    expected = sample_ddpm(teacher.unet, teacher.scheduler, 6, 2, noise=noise)
+    assert torch.equal(images, ((expected + 1) * 127.5).round().to(torch.uint8))
+    loader.set_epoch(0)
+    seen = 0
+    for x, z in loader:  # shuffled, but every sample still sits beside its own noise, unflipped
+        for xi, zi in zip(x, z, strict=True):
+            i = next(i for i in range(6) if torch.equal(noise[i], zi))
+            assert torch.equal(xi, images[i].float() / 127.5 - 1)
+            seen += 1
+    assert seen == 6

@@ -36,6 +36,7 @@ class Recipe:
     prediction_type: str = "v_prediction"
     tags: tuple[str, ...] = field(default=("unconditional-image-generation",))
     scheduler: dict = field(default_factory=dict)  # sampling settings written over the trained scheduler's config
+    reflow_of: str | None = None  # reflow: the shipped flow pipeline fine-tuned on its own (noise, sample) pairs
 
     @property
     def text_to_image(self) -> bool:
@@ -47,6 +48,12 @@ class Recipe:
 # an EMA of the weights, bf16 on a GPU (benchmarks/README.md, "Measurements behind the recipes": v against epsilon).
 COMMON = ("--ddpm_beta_schedule", "squaredcos_cap_v2", "--train_batch_size", "256", "--learning_rate", "4e-4",
           "--lr_scheduler", "cosine", "--lr_warmup_steps", "500", "--use_ema", "--seed", "0")
+
+# digits-28-flow's U-Net: the CPU recipe's (benchmarks/cpu_recipe.py: 16 channels at full resolution, one ResNet
+# layer per level, no attention) for 28-px grayscale
+FLOW_UNET = dict(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, norm_num_groups=8,
+                 block_out_channels=(16, 32, 64), down_block_types=("DownBlock2D",) * 3,
+                 up_block_types=("UpBlock2D",) * 3)
 
 RECIPES: dict[str, Recipe] = {
     "digits-28": Recipe(
@@ -70,13 +77,20 @@ RECIPES: dict[str, Recipe] = {
         # ResNet layer per level, no attention) at batch 32, far cheaper a step than digits-28's layout at batch 256,
         # on one thread (OMP_NUM_THREADS=1); the step times are in benchmarks/README.md's "Measurements behind the
         # recipes".
-        unet=dict(sample_size=28, in_channels=1, out_channels=1, layers_per_block=1, norm_num_groups=8,
-                  block_out_channels=(16, 32, 64), down_block_types=("DownBlock2D",) * 3,
-                  up_block_types=("UpBlock2D",) * 3),
+        unet=FLOW_UNET,
         flags=("--train_batch_size", "32", "--learning_rate", "2e-3", "--lr_warmup_steps", "100",
                "--data_on_device", "yes"),
         description="unconditional 28x28 grayscale digits by flow matching (rectified flow, as SD3 and Flux): "
         "the U-Net predicts the velocity noise - x0, sampled by Euler steps of a FlowMatchEulerDiscreteScheduler",
+    ),
+    "digits-28-reflow": Recipe(
+        data="digits", resolution=28, steps=2000, prediction_type="flow", unet=FLOW_UNET, reflow_of="digits-28-flow",
+        # Reflow (Liu et al. 2022; chapter 12): digits-28-flow's weights, trained again on 8,192 pairs of noise and
+        # its own 32-step Euler sample from that noise, so that few steps land where many did.
+        flags=("--reflow_pairs", "8192", "--reflow_steps", "32", "--train_batch_size", "32", "--learning_rate",
+               "1e-3", "--lr_warmup_steps", "100"),
+        description="unconditional 28x28 grayscale digits in few Euler steps: `digits-28-flow` straightened by "
+        "reflow (trained on its own noise-to-sample pairs)",
     ),
     "butterflies-32": Recipe(
         data="butterflies", resolution=32, steps=4000,

@@ -50,8 +50,13 @@ def script_args(name: str, data_dir: Path, run_dir: Path, steps: int, mixed_prec
     common = list(COMMON)
     if recipe.prediction_type == "flow":  # flow matching has no beta schedule (the script refuses the flag)
         del common[common.index("--ddpm_beta_schedule"):common.index("--ddpm_beta_schedule") + 2]
-    return ["--train_data_dir", str(data_dir), "--model_config_name_or_path", str(run_dir / "unet_config.json"),
-            "--resolution", str(recipe.resolution), "--center_crop", *common,
+    if recipe.reflow_of:  # reflow: the shipped flow pipeline's weights, trained on pairs it makes itself
+        source = ["--pretrained_model_name_or_path", str(path(recipe.reflow_of)),
+                  "--resolution", str(recipe.resolution)]
+    else:
+        source = ["--train_data_dir", str(data_dir), "--model_config_name_or_path", str(run_dir / "unet_config.json"),
+                  "--resolution", str(recipe.resolution), "--center_crop"]
+    return [*source, *common,
             "--prediction_type", recipe.prediction_type, *recipe.flags,
             "--max_train_steps", str(steps), "--mixed_precision", mixed_precision,
             "--checkpointing_steps", str(max(steps // 4, 1)), "--checkpoints_total_limit", "1",
@@ -74,7 +79,9 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     steps = steps or recipe.steps
     work_dir = Path(work_dir or data_dir() / "pretrained-runs")
     run_dir = work_dir / name
-    images = write_training_data(recipe, work_dir / f"data-{recipe.data}-{recipe.resolution}")
+    images = work_dir / f"data-{recipe.data}-{recipe.resolution}"
+    if not recipe.reflow_of:  # reflow reads no images
+        write_training_data(recipe, images)
     run_dir.mkdir(parents=True, exist_ok=True)
     earlier = _time_before_resuming(run_dir) if resume else None
     write_text_atomic(run_dir / "unet_config.json", json.dumps(recipe.unet))
@@ -108,10 +115,12 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
         record = dict(
             name=name, command=f"python -m course_utils.pretrained --retrain {name}" + _where(out, name),
             script_command="python -m course_utils.train_unconditional " + shlex.join(
-                a.replace(str(images), f"<{images.name}>").replace(str(run_dir), "<run>") for a in args),
+                _shown(a, {images: images.name, run_dir: "run", **({path(recipe.reflow_of): recipe.reflow_of}
+                                                                  if recipe.reflow_of else {})}) for a in args),
             steps=steps, seconds=round(seconds, 1), device=device, torch=torch.__version__, date=str(date.today()),
             parameters=sum(p.numel() for p in pipeline.unet.parameters()), final_loss=losses[-1] if losses else None,
-            losses=losses, training_images=len(list(images.rglob("*.png"))), description=recipe.description,
+            losses=losses, description=recipe.description,
+            training_images=_flag(args, "--reflow_pairs") if recipe.reflow_of else len(list(images.rglob("*.png"))),
             **resumed,
         )
         (tmp / "training.json").write_text(json.dumps(record, indent=1))
@@ -163,6 +172,18 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
 
         write_card(name, out)
     return out
+
+
+def _shown(arg: str, names: dict) -> str:
+    """A command-line word with this machine's folders replaced by ``<name>``."""
+    for folder, name in names.items():
+        arg = arg.replace(str(folder), f"<{name}>")
+    return arg
+
+
+def _flag(args: list[str], flag: str) -> int:
+    """The last integer value given to ``flag`` on a command line (the one the script uses)."""
+    return int(args[max(i for i, a in enumerate(args) if a == flag) + 1])
 
 
 def _where(out: Path, name: str) -> str:

@@ -219,6 +219,8 @@ def card_text(name: str, record: dict, scores: dict) -> str:
     description = template("image").format(
         **shared, description=recipe.description, notes="".join("\n" + note for note in notes),
         final_loss=record["final_loss"], resumed=_resumed(record), parameters=record["parameters"],
+        trained_on=(f"{record['training_images']:,} reflow pairs (noise, `{recipe.reflow_of}`'s sample from it)"
+                    if recipe.reflow_of else f"{record['training_images']:,} training images"),
         objective=_objective(recipe), reader=READERS[recipe.data], columns=columns)
     card = pipeline_card(f"course_utils/pretrained/{name}", description,
                          tags=("pytorch", "diffusers", *recipe.tags, "diffusion-models-class"))
@@ -235,6 +237,10 @@ def _resumed(record: dict) -> str:
 
 def _objective(recipe: Recipe) -> str:
     """The card's words for what the U-Net was trained to predict, and on which noise process."""
+    if recipe.reflow_of:
+        return (f"reflow of `{recipe.reflow_of}` (`--reflow_pairs`: its weights trained on with the flow-matching "
+                "loss along the straight lines from each noise draw to its own sample), "
+                "`FlowMatchEulerDiscreteScheduler` (shift 1)")
     if recipe.prediction_type == "flow":
         return ("flow matching (`--prediction_type flow`: the velocity noise - x0 on the straight line, t uniform "
                 "in [0, 1]), `FlowMatchEulerDiscreteScheduler` (shift 1)")
