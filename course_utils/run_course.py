@@ -44,9 +44,16 @@ def run_notebook(path: Path, out: Path, timeout: int | None = None) -> tuple[flo
         error = "the kernel died (out of memory?); try a smaller --profile"
     seconds = time.perf_counter() - start
     write_text_atomic(out / path.name, nbformat.writes(nb))
-    html, _ = HTMLExporter().from_notebook_node(nb)
-    write_text_atomic(out / f"{path.stem}.html", html)
+    write_html(nb, out / f"{path.stem}.html")
     return seconds, error
+
+
+def write_html(nb: nbformat.NotebookNode, file: Path) -> Path:
+    """The notebook as the HTML page the course's runs write (nbconvert's ``HTMLExporter``; diagrams stored as
+    cell attachments are embedded in the page)."""
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    write_text_atomic(file, html)
+    return file
 
 
 def machine() -> str:

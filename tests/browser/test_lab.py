@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -24,8 +25,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+
+from course_utils.run_course import write_html
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -50,6 +54,13 @@ LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker": {"scrollPastEnd": False},
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
 }
+# The chapters (and twins) whose markdown carries a diagram as a cell attachment (images/embed.py).
+DIAGRAM_CHAPTERS = sorted(p.relative_to(NOTEBOOKS).as_posix() for p in [*NOTEBOOKS.glob("*.ipynb"),
+                                                                         *NOTEBOOKS.glob("zh/*.ipynb")]
+                          if "](attachment:" in p.read_text(encoding="utf-8"))
+LOADED_IMAGES = """sel => [...document.querySelectorAll(sel)].map(img => {
+  img.scrollIntoView();
+  return {alt: img.alt, width: img.naturalWidth, complete: img.complete, web: /^https?:/.test(img.src)}; })"""
 
 # Counts tqdm's widget bars as they appear: bars made with leave=False are removed when they finish.
 COUNT_PROGRESS_BARS = """
@@ -273,3 +284,51 @@ def _check_page(page: Page, chapter: str, n_code_cells: int) -> None:
     plain = _outputs(page, "text/plain") + _outputs(page, "application/vnd.jupyter.stdout")
     as_text = [t for t in plain if t.startswith(("VBox(", "HBox(", "FloatProgress(", "IntProgress(", "Loading widget"))]
     assert not as_text, f"{chapter}: widgets shown as text, the widget manager is not working: {as_text}"
+
+
+def _attachment_alts(chapter: str) -> list[str]:
+    """The alt text of every diagram a chapter's markdown shows from a cell attachment."""
+    cells = json.loads((NOTEBOOKS / chapter).read_text(encoding="utf-8"))["cells"]
+    return [alt for c in cells if c["cell_type"] == "markdown"
+            for alt in re.findall(r"!\[([^\]]*)\]\(attachment:", "".join(c["source"]))]
+
+
+def _loaded(page: Page, selector: str, expected: int, timeout_s: float = 60) -> list[dict]:
+    """The images matching ``selector`` once ``expected`` of them have loaded (or what there is at the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        images = [i for i in page.evaluate(LOADED_IMAGES, selector) if not i["web"]]  # not the Colab badge
+        if sum(i["complete"] and i["width"] > 0 for i in images) >= expected or time.monotonic() > deadline:
+            return images
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("chapter", DIAGRAM_CHAPTERS)
+def test_every_diagram_shows_in_lab_and_in_the_course_html(lab: Lab, browser: Browser, chapter: str,
+                                                           tmp_path: Path) -> None:
+    """Each diagram stored as a cell attachment is drawn, at its size, by JupyterLab (no cell run) and in the
+    HTML page `make course` writes (run_course's exporter, which Colab's and GitHub's viewers resemble: the
+    .ipynb alone); element screenshots go to build/screenshots/diagrams/ to be looked at."""
+    alts = _attachment_alts(chapter)
+    assert alts, f"{chapter}: no diagram found"
+    shots = SCREENSHOTS / "diagrams"
+    shots.mkdir(parents=True, exist_ok=True)
+    name = chapter.removesuffix(".ipynb").replace("/", "_")
+    html = write_html(nbformat.read(NOTEBOOKS / chapter, as_version=4), tmp_path / f"{name}.html")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        for where, url, selector in (
+                ("lab", f"{lab.url}/lab/tree/{chapter}?reset&token={lab.token}", f"{NOTEBOOK} .jp-MarkdownCell img"),
+                ("html", html.as_uri(), "img")):
+            page.goto(url)
+            images = _loaded(page, selector, len(alts))
+            drawn = [i["alt"] for i in images if i["complete"] and i["width"] > 0]
+            assert len(drawn) == len(images) == len(alts), \
+                f"{chapter} in {where}: {len(drawn)} of {len(alts)} diagrams drawn: {images}"
+            for k, img in enumerate(page.locator(selector).all()):
+                if not (img.get_attribute("src") or "").startswith(("http:", "https:")):
+                    img.scroll_into_view_if_needed()
+                    img.screenshot(path=shots / f"{name}-{k}-{where}.png")
+    finally:
+        context.close()
