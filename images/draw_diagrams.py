@@ -173,7 +173,7 @@ def sd_parts() -> Path:
     box(ax, 9.4, 2.3, 2.0, 0.8, "scheduler.step(ε, t, x_t)\n→ x at the next\ntimestep (1, 4, 8, 8)", "#ffe5b4")
     arrow(ax, (2.1, 2.7), (2.7, 2.7))
     arrow(ax, (5.1, 2.7), (6.0, 2.7))
-    ax.text(5.55, 2.4, "ε̂ (2, 4, 8, 8)", ha="center", fontsize=8)
+    ax.text(5.55, 2.78, "ε̂ (2, 4, 8, 8)", ha="center", va="bottom", fontsize=7)
     arrow(ax, (8.8, 2.7), (9.4, 2.7))
     ax.add_patch(FancyArrowPatch((7.25, 4.1), (4.2, 3.2), arrowstyle="-|>", mutation_scale=12, lw=1.2,
                                  connectionstyle="arc3,rad=-0.15", color="#6a3d9a"))

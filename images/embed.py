@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if an attachment is off")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    off = [line for nb in sorted((ROOT / "notebooks").glob("**/*.ipynb")) for line in embed(nb, args.check)]
+    notebooks = [nb for nb in sorted((ROOT / "notebooks").glob("**/*.ipynb")) if ".ipynb_checkpoints" not in nb.parts]
+    off = [line for nb in notebooks for line in embed(nb, args.check)]
     for line in off:
         print(("out of date: " if args.check else "embedded: ") + line)
     return 1 if off and args.check else 0

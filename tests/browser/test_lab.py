@@ -120,8 +120,10 @@ def _lab_env(home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """JupyterLab on notebooks/, 127.0.0.1, a fresh token; always stopped, even when a test fails."""
+    """JupyterLab on notebooks/, 127.0.0.1, a fresh token; always stopped, even when a test fails, and the
+    checkpoint folders it makes beside the notebooks it opens removed."""
     home = tmp_path_factory.mktemp("lab")
+    checkpoints_before = set(NOTEBOOKS.rglob(".ipynb_checkpoints"))
     for plugin, values in LAB_SETTINGS.items():
         file = home / "settings" / f"{plugin}.jupyterlab-settings"
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +155,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        for folder in set(NOTEBOOKS.rglob(".ipynb_checkpoints")) - checkpoints_before:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
