@@ -66,7 +66,7 @@ def test_score_rejects_wrong_shapes(scorer):
 
 @pytest.fixture(scope="module")
 def butterfly_scorer():
-    return train_butterfly_scorer(n_train=1500, n_reference=300, epochs=12)  # half the drawings, more epochs
+    return train_butterfly_scorer()  # the chapters' reader (shared with them through the session cache)
 
 
 def test_butterfly_reader_reads_the_wing_colour_of_fresh_drawings(butterfly_scorer):
