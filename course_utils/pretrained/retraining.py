@@ -99,6 +99,9 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     losses = read_losses(run_dir / "logs")
     device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
     out = Path(out or path(name))
+    shown = {images: images.name, run_dir: "run"}  # this machine's folders, written <name> in the record
+    if recipe.reflow_of:
+        shown[path(recipe.reflow_of)] = recipe.reflow_of
     with atomic_folder(out, replace=True) as tmp:
         pipeline = DDPMPipeline.from_pretrained(run_dir, use_safetensors=True, dtype=torch.float16)
         pipeline.scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config, **recipe.scheduler)
@@ -115,12 +118,11 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
         record = dict(
             name=name, command=f"python -m course_utils.pretrained --retrain {name}" + _where(out, name),
             script_command="python -m course_utils.train_unconditional " + shlex.join(
-                _shown(a, {images: images.name, run_dir: "run", **({path(recipe.reflow_of): recipe.reflow_of}
-                                                                  if recipe.reflow_of else {})}) for a in args),
+                _shown(a, shown) for a in args),
             steps=steps, seconds=round(seconds, 1), device=device, torch=torch.__version__, date=str(date.today()),
             parameters=sum(p.numel() for p in pipeline.unet.parameters()), final_loss=losses[-1] if losses else None,
             losses=losses, description=recipe.description,
-            training_images=_flag(args, "--reflow_pairs") if recipe.reflow_of else len(list(images.rglob("*.png"))),
+            training_images=_pairs_used(run_dir) if recipe.reflow_of else len(list(images.rglob("*.png"))),
             **resumed,
         )
         (tmp / "training.json").write_text(json.dumps(record, indent=1))
@@ -181,9 +183,9 @@ def _shown(arg: str, names: dict) -> str:
     return arg
 
 
-def _flag(args: list[str], flag: str) -> int:
-    """The last integer value given to ``flag`` on a command line (the one the script uses)."""
-    return int(args[max(i for i, a in enumerate(args) if a == flag) + 1])
+def _pairs_used(run_dir: Path) -> int:
+    """The reflow pairs a finished run trained on, as the script recorded its flags (``training_log.json``)."""
+    return int(json.loads((run_dir / "training_log.json").read_text())["args"]["reflow_pairs"])
 
 
 def _where(out: Path, name: str) -> str:
