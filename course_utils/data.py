@@ -21,7 +21,7 @@ from torchvision import transforms
 
 from .config import get_profile
 from .files import atomic_folder
-from .hub import DEFAULT_ENDPOINT, endpoint_address, env_offline, hub_endpoint, is_offline
+from .hub import DEFAULT_ENDPOINT, endpoint_address, env_offline, from_hub, hub_endpoint, is_offline
 from .imagefolder import check_image_folder, to_rgb
 
 BUTTERFLIES_REPO = "huggan/smithsonian_butterflies_subset"
@@ -275,10 +275,18 @@ def synthetic_butterflies_folder(n: int = 1000, size: int = 64, seed: int = 0, n
 
 def load_image_folder(folder: str | Path, skip_bad: bool = False):
     """A local folder of images as a ``datasets.Dataset`` with an ``image`` column, checked file by file."""
-    from datasets import load_dataset
+    import datasets
 
     files = check_image_folder(folder, skip_bad=skip_bad)
-    return load_dataset("imagefolder", data_files={"train": [str(p) for p in files]}, split="train")
+    # The files are local: datasets' "Downloading data" and "Generating train split" bars would only say it
+    # copied them into its cache, so they are hidden for this call (and restored after).
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        return datasets.load_dataset("imagefolder", data_files={"train": [str(p) for p in files]}, split="train")
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
 
 
 def load_butterflies(
@@ -290,19 +298,26 @@ def load_butterflies(
         return Source(dataset, f"local image folder {data_dir} ({len(dataset)} images)")
     if offline is None:
         offline = use_offline_data()
-    if not offline:
+
+    def drawn() -> Source:
+        folder = synthetic_butterflies_folder(n_synthetic)
+        dataset = load_image_folder(folder)
+        return Source(
+            dataset, f"offline stand-in: {len(dataset)} synthetic butterflies drawn by the course (cached in {folder})"
+        )
+
+    def hub() -> Source:
         from datasets import load_dataset
 
+        dataset = load_dataset(BUTTERFLIES_REPO, split="train")
+        return Source(dataset, f"Hub dataset {BUTTERFLIES_REPO} ({len(dataset)} images)")
+
+    if not offline:
         try:
-            dataset = load_dataset(BUTTERFLIES_REPO, split="train")
-            return Source(dataset, f"Hub dataset {BUTTERFLIES_REPO} ({len(dataset)} images)")
+            return from_hub(BUTTERFLIES_REPO, hub, drawn)  # a deleted dataset: one line, then the drawings
         except (OSError, ConnectionError) as err:
             warnings.warn(f"loading {BUTTERFLIES_REPO} failed ({err}); using synthetic butterflies.", stacklevel=2)
-    folder = synthetic_butterflies_folder(n_synthetic)
-    dataset = load_image_folder(folder)
-    return Source(
-        dataset, f"offline stand-in: {len(dataset)} synthetic butterflies drawn by the course (cached in {folder})"
-    )
+    return drawn()
 
 
 def butterfly_transform(image_size: int = 32, flip: bool = True) -> transforms.Compose:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
 
 _TRUE = {"1", "true", "yes", "on"}
+T = TypeVar("T")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -222,3 +224,51 @@ def upload_command(folder: str | Path, repo_id: str) -> str:
     code = ("from course_utils.hub import find_token, upload_pipeline; "
             f"print(upload_pipeline({str(folder)!r}, {repo_id!r}, find_token(login=True)))")
     return f"python -c {shlex.quote(code)}"
+
+
+# ---- What the chapters load from the Hub, and what they use when it is gone ---------------------------------
+
+# Every Hub repository a chapter loads when online, and what the chapter uses instead when the Hub no longer has
+# it (repositories get deleted or renamed, as runwayml/stable-diffusion-v1-5 was). A renamed id changes here.
+HUB_REPOS: dict[str, str] = {
+    "huggan/smithsonian_butterflies_subset": "the course's drawn butterflies",  # dataset: chapters 0, 3, 5
+    "johnowhitaker/ddpm-butterflies-32px": "the shipped butterflies-32",  # chapter 3, beside the learner's model
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "the shipped tiny-sd-butterflies",  # chapter 8, full profile
+    "sd-dreambooth-library/mr-potato-head": "no DreamBooth model (that cell is skipped)",  # chapter 8, full
+    "teticio/audio-diffusion-instrumental-hiphop-256": "the shipped audio-arpeggios-32",  # chapter 10, full
+    "marsyas/gtzan": "the course's synthesised arpeggios",  # dataset: chapter 10, full
+}
+
+
+def is_gone(err: BaseException | None) -> bool:
+    """True when ``err``, or an error it was raised from, says the Hub has no such repository."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, RepositoryNotFoundError) or type(err).__name__ == "DatasetNotFoundError":
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def from_hub(repo_id: str, load: Callable[[], T], fallback: Callable[[], T]) -> T:
+    """``load()`` the Hub repository ``repo_id``; when the Hub says it does not exist, say so in one line and
+    return ``fallback()`` (what ``HUB_REPOS`` names) instead of a traceback. Any other error still raises."""
+    if repo_id not in HUB_REPOS:
+        raise KeyError(f"{repo_id!r} is not in course_utils.hub.HUB_REPOS: add it there with its fallback")
+    quiet = [logging.getLogger(name) for name in ("diffusers", "huggingface_hub", "datasets")]
+    levels = [log.level for log in quiet]
+    for log in quiet:  # the libraries' own "Repository Not Found ... Will try the cache" lines
+        log.setLevel(logging.ERROR)
+    try:
+        return load()
+    except Exception as err:
+        if not is_gone(err):
+            raise
+    finally:
+        for log, level in zip(quiet, levels, strict=True):
+            log.setLevel(level)
+    print(f"{repo_id} is not on the Hub any more (deleted or renamed): using {HUB_REPOS[repo_id]} instead.")
+    return fallback()

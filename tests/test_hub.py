@@ -129,3 +129,25 @@ def test_unknown_host_fails_fast_with_one_try(monkeypatch):
     start = time.perf_counter()
     assert not hub.can_reach("no-such-host.invalid", timeout=2.0)
     assert time.perf_counter() - start < 3.0
+
+
+def test_every_hub_repository_a_chapter_loads_is_listed_once_with_its_fallback():
+    import json
+    import re
+    from pathlib import Path
+
+    from course_utils import pretrained
+    from course_utils.config import SETTINGS
+    from course_utils.data import BUTTERFLIES_REPO
+    from course_utils.hub import HUB_REPOS
+
+    root = Path(__file__).resolve().parents[1]
+    loaded = {BUTTERFLIES_REPO, *pretrained.HUB_COUNTERPARTS.values()}
+    loaded |= {v for profiles in SETTINGS.values() for settings in profiles.values() for k, v in settings.items()
+               if k.endswith("_model") and isinstance(v, str)}
+    call = re.compile(r"(?:from_pretrained|load_dataset|from_hub)\(\s*\"([\w.-]+/[\w.-]+)\"")
+    for notebook in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        loaded |= {m for c in cells if c["cell_type"] == "code" for m in call.findall("".join(c["source"]))}
+    assert loaded - HUB_REPOS.keys() == set(), "a chapter loads a Hub id that course_utils.hub.HUB_REPOS lacks"
+    assert HUB_REPOS.keys() - loaded == set(), "HUB_REPOS lists an id no chapter loads"

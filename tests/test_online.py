@@ -69,6 +69,42 @@ def test_a_hub_that_is_down_falls_back_to_the_offline_data_and_says_so(online, t
     assert "offline stand-in for MNIST" in out and "offline stand-in: 8 synthetic butterflies" in out
 
 
+@pytest.fixture
+def deleted(test_hub):
+    """Take repositories off the test Hub for one test, as the real Hub deletes or renames them."""
+    taken: dict = {}
+
+    def delete(kind: str, repo_id: str) -> None:
+        with test_hub.lock:
+            taken[(kind, repo_id)] = test_hub.repos.pop((kind, repo_id))
+
+    yield delete
+    with test_hub.lock:
+        test_hub.repos.update(taken)
+
+
+def test_a_deleted_hub_repository_is_one_line_and_the_course_s_own_instead(online, deleted):
+    deleted("datasets", hub_server.BUTTERFLIES)
+    deleted("models", hub_server.BUTTERFLY_MODEL)
+    rc, out = online(code="""
+        from course_utils import pretrained
+        from course_utils.data import load_butterflies
+        print(load_butterflies(n_synthetic=8).description)
+        print(pretrained.load_longer_trained("butterflies-32")[1])
+    """)
+    assert rc == 0, out
+    lines = out.strip().splitlines()
+    assert lines == [
+        f"{hub_server.BUTTERFLIES} is not on the Hub any more (deleted or renamed): using the course's drawn "
+        "butterflies instead.",
+        lines[1],
+        f"{hub_server.BUTTERFLY_MODEL} is not on the Hub any more (deleted or renamed): using the shipped "
+        "butterflies-32 instead.",
+        "butterflies-32 (shipped with the course, trained by its script)",
+    ], out  # nothing else: no traceback, no warning, no library's 404 lines
+    assert lines[1].startswith("offline stand-in: 8 synthetic butterflies"), out
+
+
 def test_the_script_checks_the_push_first_then_uploads_and_it_loads_back_by_id(online, test_hub, butterfly_folder,
                                                                               tmp_path):
     images = butterfly_folder(8, 16)

@@ -91,16 +91,23 @@ def load_longer_trained(name: str, device: torch.device | str = "cpu") -> tuple[
     too: photographs, which the shipped model never saw), else the shipped pipeline; returned with a sentence
     saying which one it is."""
     from ..data import use_offline_data
+    from ..hub import from_hub
+
+    def shipped() -> tuple[DDPMPipeline, str]:
+        return load(name, device), f"{name} (shipped with the course, trained by its script)"
+
+    def hub() -> tuple[DDPMPipeline, str]:
+        pipeline = DDPMPipeline.from_pretrained(repo, dtype=torch.float32).to(device)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline, f"{repo} (the source course's model, from the Hub)"
 
     repo = HUB_COUNTERPARTS.get(name)
     if repo and not use_offline_data():
         try:
-            pipeline = DDPMPipeline.from_pretrained(repo, dtype=torch.float32).to(device)
-            pipeline.set_progress_bar_config(disable=True)
-            return pipeline, f"{repo} (the source course's model, from the Hub)"
+            return from_hub(repo, hub, shipped)  # a deleted repository: one line, then the shipped pipeline
         except OSError as err:
             warnings.warn(f"loading {repo} failed ({err}); using the shipped {name}.", stacklevel=2)
-    return load(name, device), f"{name} (shipped with the course, trained by its script)"
+    return shipped()
 
 
 def class_names(name: str) -> list[str] | None:
