@@ -2,8 +2,6 @@
 
 import re
 
-import torch
-
 from course_utils.exercises import TODO
 from course_utils.exercises import chapter5 as ch5
 
@@ -28,10 +26,8 @@ def zeroed_grads(model, loss_fn, images, k):  # zeroing inside the loop keeps on
     return [p.grad for p in model.parameters()]
 
 
-def min_snr_weight(scheduler, t, gamma):
-    abar = scheduler.alphas_cumprod[t]
-    snr = abar / (1 - abar)
-    return torch.minimum(snr, torch.full_like(snr, gamma)) / snr
+def resume_position(step, accumulation_steps, batches_per_epoch):
+    return divmod(step * accumulation_steps, batches_per_epoch)
 
 
 def newest_checkpoint(names):
@@ -50,12 +46,12 @@ def both_languages(verdict) -> bool:
 def test_every_reference_solution_passes():
     assert ch5.check_accumulation(accumulated_grads)
     assert ch5.check_effective_batch_size(lambda per, steps, processes: per * steps * processes)
-    assert ch5.check_min_snr_weight(min_snr_weight)
+    assert ch5.check_resume_position(resume_position)
     assert ch5.check_newest_checkpoint(newest_checkpoint)
 
 
 def test_untouched_stubs_are_not_done_yet():
-    for check in (ch5.check_accumulation, ch5.check_effective_batch_size, ch5.check_min_snr_weight,
+    for check in (ch5.check_accumulation, ch5.check_effective_batch_size, ch5.check_resume_position,
                   ch5.check_newest_checkpoint):
         assert check(stub).status == "not done"
         assert check(None).status == "not done"
@@ -75,14 +71,13 @@ def test_an_effective_batch_without_the_processes_or_the_accumulation_is_named()
     assert verdict.status == "wrong" and "accumulated batches" in verdict.en and both_languages(verdict)
 
 
-def test_min_snr_weights_of_another_target_or_off_by_a_bit_are_named():
-    def x0_weight(scheduler, t, gamma):
-        return min_snr_weight(scheduler, t, gamma) * (scheduler.alphas_cumprod[t] / (1 - scheduler.alphas_cumprod[t]))
-
-    verdict = ch5.check_min_snr_weight(x0_weight)
-    assert verdict.status == "wrong" and "x0 loss" in verdict.en and "除以 SNR" in verdict.zh
-    verdict = ch5.check_min_snr_weight(lambda scheduler, t, gamma: min_snr_weight(scheduler, t, gamma) * 1.1)
-    assert verdict.status == "wrong" and "at t = 0" in verdict.en and both_languages(verdict)
+def test_a_resume_that_forgets_the_accumulation_or_the_skip_is_named():
+    verdict = ch5.check_resume_position(lambda step, k, per_epoch: divmod(step, per_epoch))
+    assert verdict.status == "wrong" and "each update used 2 batches" in verdict.en and "2 个批次" in verdict.zh
+    verdict = ch5.check_resume_position(lambda step, k, per_epoch: (step * k // per_epoch, 0))
+    assert verdict.status == "wrong" and "trained on twice" in verdict.en and both_languages(verdict)
+    verdict = ch5.check_resume_position(lambda step, k, per_epoch: step * k // per_epoch)
+    assert verdict.status == "wrong" and "return two numbers" in verdict.en and both_languages(verdict)
 
 
 def test_a_checkpoint_picked_in_text_order_or_an_unfinished_one_is_named():

@@ -1,4 +1,5 @@
-"""Chapter 5's exercises: gradient accumulation, the effective batch size, the min-SNR weight, the newest checkpoint."""
+"""Chapter 5's exercises: gradient accumulation, the effective batch size, where a resume starts, the newest
+checkpoint."""
 
 from __future__ import annotations
 
@@ -73,37 +74,36 @@ def check_effective_batch_size(effective_batch_size: Callable) -> Verdict:
                  "每设备批次 × 累加步数 × 进程数：每次优化器更新背后的图像数")
 
 
-@checked
-def check_min_snr_weight(min_snr_weight: Callable) -> Verdict:
-    """``min_snr_weight(scheduler, t, gamma)`` for an epsilon loss, against ``diffusers.training_utils.compute_snr``."""
-    from diffusers import DDPMScheduler
-    from diffusers.training_utils import compute_snr
+RESUME_CASES = ((5, 2, 8), (160, 1, 16), (100, 1, 16), (7, 4, 10), (3, 1, 16), (0, 1, 16))
 
-    scheduler = DDPMScheduler(beta_schedule="squaredcos_cap_v2")
-    t, gamma = torch.tensor([0, 20, 100, 300, 600, 999]), 5.0
-    snr = compute_snr(scheduler, t)
-    want = snr.clamp(max=gamma) / snr
-    got = torch.as_tensor(min_snr_weight(scheduler, t, gamma), dtype=torch.float32)
-    if got.shape != want.shape:
-        return wrong(f"shape {tuple(got.shape)}, expected {tuple(want.shape)} (one weight per timestep)",
-                     f"形状 {tuple(got.shape)}，应为 {tuple(want.shape)}（每个时间步一个权重）")
-    if torch.allclose(got, want, rtol=1e-4):
-        return right(f"min(SNR, {gamma:g}) / SNR, as diffusers' compute_snr gives it: {want[1]:.3f} at t = 20 (the "
-                     f"easy, nearly clean steps count less), 1 from t = 300 on",
-                     f"min(SNR, {gamma:g}) / SNR，与 diffusers 的 compute_snr 一致：t = 20 时为 {want[1]:.3f}"
-                     "（容易的、几乎无噪声的步权重更小），从 t = 300 起为 1")
-    if torch.allclose(got, snr.clamp(max=gamma), rtol=1e-4):
-        return wrong("you returned min(SNR, gamma): the weight of an x0 loss; an epsilon loss already carries a "
-                     "factor SNR, so divide by it", "你返回的是 min(SNR, gamma)：这是 x0 损失的权重；"
-                     "ε 损失本身已带有 SNR 因子，所以要再除以 SNR")
-    if torch.allclose(got, snr.clamp(max=gamma) / (snr + 1), rtol=1e-4):
-        return wrong("that is the weight of a v-prediction loss (divided by SNR + 1); this scheduler predicts "
-                     "epsilon: divide by SNR", "这是 v 预测损失的权重（除以 SNR + 1）；此调度器预测 ε：应除以 SNR")
-    i = int((~torch.isclose(got, want, rtol=1e-4)).nonzero()[0])
-    return wrong(f"at t = {int(t[i])}: {got[i]:.4g}, expected {want[i]:.4g} (SNR there is {snr[i]:.4g}; "
-                 "SNR = alphas_cumprod / (1 - alphas_cumprod))",
-                 f"t = {int(t[i])} 时：{got[i]:.4g}，应为 {want[i]:.4g}（该处 SNR 为 {snr[i]:.4g}；"
-                 "SNR = alphas_cumprod / (1 - alphas_cumprod)）")
+
+@checked
+def check_resume_position(resume_position: Callable) -> Verdict:
+    """``resume_position(step, accumulation_steps, batches_per_epoch)``: the epoch to resume in, batches to skip."""
+    for step, k, per_epoch in RESUME_CASES:
+        got, want = resume_position(step, k, per_epoch), divmod(step * k, per_epoch)
+        case = f"update {step}, {k} batch(es) per update, {per_epoch} batches per epoch"
+        if not isinstance(got, tuple | list) or len(got) != 2:
+            return wrong(f"{case}: {got!r}; return two numbers, (epoch, batches to skip)",
+                         f"{case}：{got!r}；请返回两个数：(轮次, 要跳过的批次数)")
+        got = tuple(int(n) for n in got)
+        if got == want:
+            continue
+        if got == divmod(step, per_epoch):
+            return wrong(f"{case}: {got}, expected {want}; each update used {k} batches, so {step} updates used "
+                         f"{step * k} batches", f"{case}：{got}，应为 {want}；每次更新用了 {k} 个批次，"
+                         f"所以 {step} 次更新用了 {step * k} 个批次")
+        if got == (want[0], 0):
+            return wrong(f"{case}: {got}, expected {want}; without skipping, the {want[1]} batches already used "
+                         f"in epoch {want[0]} would be trained on twice",
+                         f"{case}：{got}，应为 {want}；不跳过的话，第 {want[0]} 轮里已用过的 {want[1]} 个批次"
+                         "会被训练两次")
+        return wrong(f"{case}: {got}, expected {want} (epoch, batches to skip)",
+                     f"{case}：{got}，应为 {want}（轮次，要跳过的批次数）")
+    return right("divmod(step x accumulation steps, batches per epoch): the epoch to resume in and the batches "
+                 "of it already used, what the script computes before skip_first_batches",
+                 "divmod(更新步数 × 累加步数, 每轮批次数)：从哪一轮继续、该轮已用过几个批次，"
+                 "正是脚本在 skip_first_batches 之前算的")
 
 
 CASES = (["checkpoint-8", "checkpoint-12", "checkpoint-4", "logs", "samples"],
