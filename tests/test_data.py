@@ -101,6 +101,21 @@ def test_local_folder_converts_modes(tmp_path):
     assert x.shape == (2, 3, 16, 16)
 
 
+def test_local_folder_loads_without_progress_bars(tmp_path, monkeypatch, capfd):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets-cache")  # a fresh build
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i in range(20):
+        data.synthetic_butterfly(i, size=16).save(folder / f"b{i:02d}.png")
+    capfd.readouterr()
+    assert len(data.load_image_folder(folder)) == 20
+    err = capfd.readouterr().err
+    assert "Generating train split" not in err and "Downloading" not in err, err
+    assert not datasets.are_progress_bars_disabled(), "the bars are hidden for the local folder only"
+
+
 def test_flip_is_random_but_seeded():
     image = data.synthetic_butterfly(0)
     tf = data.butterfly_transform(32)
