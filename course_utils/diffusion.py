@@ -191,8 +191,9 @@ def train_ddpm(
     Each step is ``diffusion_loss`` (noise, a random timestep per image, ``add_noise``, MSE against the
     scheduler's target; flow matching with a ``FlowMatchEulerDiscreteScheduler``), backward, optimizer step.
     The loss is summed on the device and read once per epoch, so the loop never waits on ``.item()``.
-    ``fast=True`` adds bf16 autocast (on CUDA, with TF32 matmuls), channels_last and fused AdamW: the same
-    maths at lower precision. ``compile=True`` also runs the model through ``torch.compile``. A generator on
+    ``fast=True`` adds bf16 autocast (on CUDA, with TF32 matmuls; fp16 and a loss scaler on a GPU without bf16),
+    channels_last and fused AdamW: the same maths at lower precision. ``compile=True`` also runs the model
+    through ``torch.compile``. A generator on
     the training device keeps the noise there (no copy from the host each step). Pass ``optimizer`` to
     continue training across calls (default: a new AdamW), and a ``diffusers.training_utils.EMAModel`` as
     ``ema`` to update its moving average after every step. A class-conditioned UNet (``num_class_embeds``) takes
@@ -214,7 +215,10 @@ def train_ddpm(
     if optimizer is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=fast and cuda)
     forward = torch.compile(model) if compile else model
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast and cuda)
+    # bf16 where the GPU has it (Ampere and newer); a T4 (Colab's free GPU) has fp16 only, which needs a loss scaler
+    half = torch.bfloat16 if not cuda or torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    autocast = torch.autocast(device.type, dtype=half, enabled=fast and cuda)
+    scaler = torch.amp.GradScaler(device.type, enabled=fast and cuda and half == torch.float16)
     means = []
     for _ in tqdm(range(epochs), desc="epochs", leave=False, disable=not progress):
         total, count = torch.zeros((), device=device), 0
@@ -225,8 +229,9 @@ def train_ddpm(
                 loss = diffusion_loss(forward, scheduler, clean, labels, generator=generator, snr_gamma=snr_gamma,
                                       class_drop_prob=class_drop_prob)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()  # without fp16 (bf16, or no autocast): loss.backward(), optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             if lr_scheduler is not None:
                 lr_scheduler.step()
             if ema is not None:
