@@ -22,6 +22,7 @@ that made it, ``training.json`` (the run's command, device, time, losses) and ``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -81,9 +82,29 @@ def load(name: str, device: torch.device | str = "cpu"):
         cls = StableDiffusionPipeline
     else:
         cls = DDPMPipeline
-    pipeline = cls.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
+    with _no_loading_bars():
+        pipeline = cls.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device)
+
+
+@contextlib.contextmanager
+def _no_loading_bars():
+    """diffusers' and transformers' loading bars off (the files are local: a bar would only say they were read),
+    restored after."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    were_on = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if were_on[0]:
+            diffusers_logging.enable_progress_bar()
+        if were_on[1]:
+            transformers_logging.enable_progress_bar()
 
 
 def load_longer_trained(name: str, device: torch.device | str = "cpu") -> tuple[DDPMPipeline, str]:
