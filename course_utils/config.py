@@ -47,7 +47,8 @@ SETTINGS: dict[str, dict[str, dict]] = {
         # adds warm-up + cosine decay and an EMA (not min-SNR: it would weight the three targets alike); ~2 min each
         "cpu": dict(max_train=None, batch_size=64, lr=2e-3, epochs=20, channels=(16, 32, 64),
                     sample_steps=50, n_score=200, shipped_steps=50),
-        "full": dict(max_train=None, batch_size=128, lr=1e-3, epochs=10, channels=(32, 64, 64),
+        # full: 5 epochs of MNIST per target, so the chapter fits a free T4's quarter hour (full_profile_cost.py)
+        "full": dict(max_train=None, batch_size=128, lr=1e-3, epochs=5, channels=(32, 64, 64),
                      sample_steps=1000, n_score=256, shipped_steps=50),
     },
     # Chapter 3: a UNet2DModel on butterflies. full = the published setting (30 epochs, (64, 128, 128, 256)).
@@ -80,7 +81,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
                            "--use_ema"]),
         "full": dict(n_images=1000, resolution=32, batch_size=64, lr=4e-4, max_train_steps=480, checkpointing_steps=100,
                      save_images_epochs=5, inference_steps=1000, eval_batch_size=16, channels=None, attention=None,
-                     extra=["--mixed_precision", "bf16", "--use_ema"]),
+                     extra=["--mixed_precision", "fp16", "--use_ema"]),  # fp16: a T4 (free Colab) has no bf16
     },
     # Chapter 6: samplers on the shipped digits-28, fine-tuning the shipped butterflies-32 (full and LoRA).
     "ch6": {
@@ -157,7 +158,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
                     max_train=None, batch_size=64, lr=2e-3, epochs=8, channels=(16, 32, 64), n_score=200,
                     steps_list=(1, 2, 4, 8, 16, 50), shipped_n=100, shipped_steps=(1, 2, 4, 8)),
         "full": dict(toy_points=8000, toy_steps=8000, toy_batch=512, toy_lr=3e-3, reflow_pairs=8000, path_steps=100,
-                     max_train=None, batch_size=128, lr=1e-3, epochs=40, channels=(32, 64, 64), n_score=200,
+                     max_train=None, batch_size=128, lr=1e-3, epochs=10, channels=(32, 64, 64), n_score=200,
                      steps_list=(1, 2, 4, 8, 16, 50), shipped_n=200, shipped_steps=(1, 2, 4, 8, 16, 50)),
     },
     # Chapter 10: synthesised arpeggios as 32x32 mel spectrograms; a U-Net trained on them, the shipped

@@ -25,11 +25,15 @@ from .pretrained import cards
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = {"README.md": "en", "README.zh-CN.md": "zh"}
+NOTE_ESTIMATE = "estimate: FLOPs counted from each chapter's settings, as minutes on a free Colab T4, not measured"
 # The Chinese README's words for the tables' fixed words; the cells themselves (from English records) stay English.
 ZH = {"model": "模型", "what": "内容", "parameters": "参数量", "training": "训练", "size": "大小",
       "quality": "质量（样本数与采样器见模型卡片）", "notebook": "notebook", "not measured": "未测",
       "script": "脚本", "measures": "测量什么", "records": "记录（日期）", "device": "设备",
-      "no record": "无记录（只打印表格）", "together": "合计", "load": "负载"}
+      "no record": "无记录（只打印表格）", "together": "合计", "load": "负载", "about": "约",
+      "under 1 min": "不到 1 min",
+      "`full` on a T4 (estimate)": "`full` 在 T4 上（估计）",
+      NOTE_ESTIMATE: "估计：按各章设置数出 FLOPs，换算成免费 Colab T4 上的分钟数，不是实测"}
 BLOCK = re.compile(r"(<!-- generated: (\w+)[^>]*-->\n)(.*?)(<!-- end generated: \2 -->)", re.S)
 
 
@@ -139,10 +143,18 @@ def timing_records() -> dict[str, dict]:
     return records
 
 
+def full_estimate() -> dict | None:
+    """The newest ``full_profile_cost-full-*.json``: each chapter's estimated ``full`` minutes per GPU, or None."""
+    files = sorted((ROOT / "benchmarks" / "results").glob("full_profile_cost-full-*.json"))
+    return json.loads(files[-1].read_text()) if files else None
+
+
 def timings_table(lang: str = "en") -> list[str]:
     """One row per chapter notebook (``notebooks/*.ipynb``), one column per profile, each time with its date
-    (and the load average, where it was recorded); then the machines the times were taken on."""
+    (and the load average, where it was recorded), and the ``full`` profile's estimated minutes on a free Colab
+    T4 (``benchmarks/full_profile_cost.py``); then the machines the times were taken on."""
     records = timing_records()
+    estimate = full_estimate()
     rows, machines = [], {}
     for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
         cells = [path.stem]
@@ -154,9 +166,17 @@ def timings_table(lang: str = "en") -> list[str]:
             load = f", {_word('load', lang)} {max(entry['load']):.1f}" if entry.get("load") else ""
             cells.append(f"{_duration(entry['seconds'])} ({entry['date']}{load})")
             machines.setdefault(profile, set()).add(f"{entry['machine']} ({entry['device']})")
+        if estimate is not None:
+            minutes = estimate["chapters"].get(path.stem, {}).get("minutes", {}).get("T4")
+            about = f"{_word('about', lang)} {minutes:.0f} min" if minutes is not None and minutes >= 0.5 else None
+            cells.append("" if minutes is None else about or _word("under 1 min", lang))
         rows.append(cells)
-    lines = _table(["notebook", *(f"`{p}`" for p in PROFILES)], rows, lang)
-    return lines + [""] + [f"- `{p}`: {'; '.join(sorted(m))}" for p, m in machines.items()]
+    header = ["notebook", *(f"`{p}`" for p in PROFILES)] + (["`full` on a T4 (estimate)"] if estimate else [])
+    lines = _table(header, rows, lang) + [""] + [f"- `{p}`: {'; '.join(sorted(m))}" for p, m in machines.items()]
+    if estimate is not None:
+        lines.append(f"- {_word(NOTE_ESTIMATE, lang)}: [`full_profile_cost.py`](benchmarks/full_profile_cost.py) "
+                     f"({estimate['date']})")
+    return lines
 
 
 def _purpose(script: Path) -> str:
