@@ -108,8 +108,8 @@ def test_notebook_badges_open_this_notebook(path):
 @pytest.mark.parametrize("path", CHAPTERS + TWINS, ids=rel)
 def test_install_cell_installs_the_published_repository(path):
     code = [text(c) for c in cells(path) if c["cell_type"] == "code"]
-    installs = re.findall(r"%pip install[^\n]*?git\+([^\s\"'@#]+)", "\n".join(code))
-    assert installs, f"{rel(path)} has no install cell (%pip install git+...) for Colab"
+    installs = re.findall(r"\"git\+([^\s\"'@#]+)\"", "\n".join(code))
+    assert installs, f"{rel(path)} has no setup cell that installs the course (git+https://...)"
     wrong = [url for url in installs if url.rstrip("/").removesuffix(".git") != published_repository()]
     assert not wrong, f"{rel(path)} installs {wrong}, not {published_repository()} (pyproject.toml [project.urls])"
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ def setup_cell(path: Path) -> str:
 
 
 SETUP = setup_cell(NOTEBOOKS[0])
+REPOSITORY = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
 
 
 def test_every_notebook_has_the_same_setup_cell_first():
@@ -93,3 +95,11 @@ def test_a_failed_install_says_in_one_line_how_to_install_by_hand(bare_python: P
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout
     assert lines[0].startswith(f"Could not install the course from {missing}") and "README" in lines[0], lines[0]
+
+
+def test_every_notebook_opens_in_kaggle_beside_colab():
+    for path in NOTEBOOKS:
+        first = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"])
+        rel = path.relative_to(ROOT).as_posix()
+        kaggle = f"https://kaggle.com/kernels/welcome?src={REPOSITORY}/blob/main/{rel}"
+        assert f"]({kaggle})" in first, f"{rel}: no Open-in-Kaggle badge for this notebook in its first cell"
