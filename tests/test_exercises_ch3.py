@@ -2,33 +2,28 @@
 
 import torch
 import torch.nn.functional as F
+from torchvision import transforms
 
 from course_utils.exercises import TODO
-from course_utils.exercises.chapter3 import check_add_noise, check_random_flip, check_training_step, check_velocity
+from course_utils.exercises.chapter3 import check_preprocess, check_random_flip, check_sample, check_train_step
 
 
 def stub(*args):
     raise NotImplementedError(TODO)
 
 
-def add_noise(scheduler, clean, noise, t):
-    a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
-    return a.sqrt() * clean + (1 - a).sqrt() * noise
+def transform_with(*steps):
+    """A chapter-3 style transform function built from torchvision steps (images converted to RGB first)."""
+    preprocess = transforms.Compose(list(steps))
+
+    def transform(batch):
+        return {"images": [preprocess(image.convert("RGB")) for image in batch["image"]]}
+
+    return transform
 
 
-def training_step(model, scheduler, clean, generator):
-    noise = torch.randn(clean.shape, generator=generator)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),), generator=generator)
-    kind = scheduler.config.prediction_type
-    target = {"epsilon": noise, "sample": clean}.get(kind) if kind != "v_prediction" else \
-        scheduler.get_velocity(clean, noise, t)
-    return F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, target)
-
-
-def noise_target_only(model, scheduler, clean, generator):
-    noise = torch.randn(clean.shape, generator=generator)
-    t = torch.randint(0, 1000, (len(clean),), generator=generator)
-    return F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, noise)
+preprocess = transform_with(transforms.Resize((32, 32)), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                            transforms.Normalize([0.5], [0.5]))
 
 
 def random_flip(images, generator):
@@ -36,42 +31,52 @@ def random_flip(images, generator):
     return torch.where(mask, images.flip(-1), images)
 
 
-def velocity(scheduler, clean, noise, t):
-    a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
-    return a.sqrt() * noise - (1 - a).sqrt() * clean
+def train_step(model, scheduler, optimizer, clean, generator):
+    noise = torch.randn(clean.shape, generator=generator)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),), generator=generator)
+    loss = F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, noise)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def sample(model, scheduler, n, steps, generator, to01=True, set_steps=True, step_generator=True):
+    size = model.config.sample_size
+    x = torch.randn((n, 3, size, size), generator=generator)
+    if set_steps:
+        scheduler.set_timesteps(steps)
+    for t in scheduler.timesteps:
+        x = scheduler.step(model(x, t).sample, t, x, generator=generator if step_generator else None).prev_sample
+    return (x / 2 + 0.5).clamp(0, 1) if to01 else x
 
 
 def test_the_reference_solutions_pass():
-    assert check_add_noise(add_noise) and check_training_step(training_step)
-    assert check_random_flip(random_flip) and check_velocity(velocity)
+    assert check_preprocess(preprocess) and check_random_flip(random_flip)
+    assert check_train_step(train_step) and check_sample(sample)
 
 
 def test_untouched_stubs_are_not_done():
-    for check in (check_add_noise, check_training_step, check_random_flip, check_velocity):
+    for check in (check_preprocess, check_random_flip, check_train_step, check_sample):
         assert check(stub).status == "not done"
 
 
-def test_add_noise_without_square_roots_is_named():
-    def no_sqrt(scheduler, clean, noise, t):
-        a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
-        return a * clean + (1 - a) * noise
+def test_a_transform_without_normalize_rgb_key_or_flip_fails():
+    verdict = check_preprocess(transform_with(transforms.Resize((32, 32)), transforms.RandomHorizontalFlip(),
+                                              transforms.ToTensor()))
+    assert not verdict and "Normalize([0.5], [0.5])" in verdict.en and "[-1, 1]" in verdict.zh
 
-    verdict = check_add_noise(no_sqrt)
-    assert not verdict and "sqrt" in verdict.en and "平方" in verdict.zh
+    def no_rgb(batch):
+        steps = transforms.Compose([transforms.Resize((32, 32)), transforms.ToTensor()])
+        return {"images": [steps(image) for image in batch["image"]]}
 
-
-def test_the_noise_target_for_every_prediction_type_or_uniform_noise_fails():
-    def uniform(model, scheduler, clean, generator):
-        noise = torch.rand(clean.shape, generator=generator)
-        t = torch.randint(0, 1000, (len(clean),), generator=generator)
-        return F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, noise)
-
-    verdict = check_training_step(noise_target_only)
-    assert not verdict and "'v_prediction'" in verdict.en and "get_velocity" in verdict.zh
-    verdict = check_training_step(uniform)
-    assert not verdict and "torch.rand" in verdict.en and "高斯" in verdict.zh
-    verdict = check_training_step(lambda *a: training_step(*a).item())
-    assert not verdict and "0-d tensor" in verdict.en
+    verdict = check_preprocess(no_rgb)
+    assert not verdict and "RGB" in verdict.en and "3 个通道" in verdict.zh
+    verdict = check_preprocess(lambda batch: {"image": preprocess(batch)["images"]})
+    assert not verdict and '"images"' in verdict.en and "键" in verdict.zh
+    verdict = check_preprocess(transform_with(transforms.Resize((32, 32)), transforms.ToTensor(),
+                                              transforms.Normalize([0.5], [0.5])))
+    assert not verdict and "mirrored 0 times" in verdict.en and "RandomHorizontalFlip" in verdict.zh
 
 
 def test_an_upside_down_flip_or_flipping_everything_fails():
@@ -81,6 +86,46 @@ def test_an_upside_down_flip_or_flipping_everything_fails():
     assert not verdict and "100%" in verdict.en and "一半" in verdict.zh
 
 
-def test_a_velocity_of_the_wrong_sign_fails():
-    verdict = check_velocity(lambda *a: -velocity(*a))
-    assert not verdict and "sign" in verdict.en and "符号" in verdict.zh
+def test_a_step_without_zero_grad_or_optimizer_step_or_with_uniform_noise_fails():
+    def no_zero_grad(model, scheduler, optimizer, clean, generator):
+        noise = torch.randn(clean.shape, generator=generator)
+        t = torch.randint(0, 1000, (len(clean),), generator=generator)
+        loss = F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, noise)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    verdict = check_train_step(no_zero_grad)
+    assert not verdict and "zero_grad" in verdict.en and "清零梯度" in verdict.zh
+
+    def no_step(model, scheduler, optimizer, clean, generator):
+        noise = torch.randn(clean.shape, generator=generator)
+        t = torch.randint(0, 1000, (len(clean),), generator=generator)
+        loss = F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, noise)
+        loss.backward()
+        optimizer.zero_grad()
+        return loss.item()
+
+    verdict = check_train_step(no_step)
+    assert not verdict and "optimizer.step()" in verdict.en and "权重没有变化" in verdict.zh
+
+    def uniform(model, scheduler, optimizer, clean, generator):
+        noise = torch.rand(clean.shape, generator=generator)
+        t = torch.randint(0, 1000, (len(clean),), generator=generator)
+        loss = F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, noise)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        return loss.item()
+
+    verdict = check_train_step(uniform)
+    assert not verdict and "Gaussian" in verdict.en and "高斯" in verdict.zh
+
+
+def test_a_loop_in_minus_one_to_one_without_set_timesteps_or_generator_fails():
+    verdict = check_sample(lambda *a: sample(*a, to01=False))
+    assert not verdict and "[0, 1]" in verdict.en and "(x / 2 + 0.5)" in verdict.zh
+    verdict = check_sample(lambda *a: sample(*a, set_steps=False))
+    assert not verdict and "1000 times" in verdict.en and "set_timesteps" in verdict.zh
+    verdict = check_sample(lambda *a: sample(*a, step_generator=False))
+    assert not verdict and "generator" in verdict.en and "新的噪声" in verdict.zh
