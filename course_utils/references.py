@@ -43,7 +43,7 @@ def compare(key: str, value: float, spread: float | None = None, digits: int = 3
     if ref is None:
         line += f" · the course has no {profile} reference yet"
     else:
-        line += f" · the course's {profile} run: {_number(ref['value'], ref.get('spread'), digits)} ({ref['date']})"
+        line += f" · the course's {profile} run: {_number(ref['value'], ref.get('spread'), digits)}"  # its date: json
     print(line)
     if os.environ.get(RECORD):
         record(key, value, spread, profile)

@@ -17,5 +17,6 @@ def test_compare_prints_the_learners_value_beside_the_recorded_one(tmp_path, mon
     monkeypatch.delenv(references.RECORD)
     line = references.compare("ch3 loss", 0.08)
     assert "yours 0.08" in line and "the course's cpu run: 0.069 ± 0.004" in line and line in capsys.readouterr().out
+    assert line.endswith("0.069 ± 0.004"), "a lesson's output carries no date (the record in references.json does)"
     table = json.loads((tmp_path / "references.json").read_text())
     assert table["cpu"]["ch3 loss"]["value"] == 0.069 and "small" not in table
