@@ -51,17 +51,19 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "full": dict(max_train=None, batch_size=128, lr=1e-3, epochs=5, channels=(32, 64, 64),
                      sample_steps=1000, n_score=256, shipped_steps=50),
     },
-    # Chapter 3: a UNet2DModel on butterflies. full = the published setting (30 epochs, (64, 128, 128, 256)).
+    # Chapter 3: a UNet2DModel on butterflies. full = the published setting (30 epochs, (64, 128, 128, 256), constant
+    # lr). cpu: the CPU recipe (benchmarks/cpu_recipe.py, "ch3-v-cos"): four narrow levels (attention at 4x4), the v
+    # target, warm-up + cosine decay, 480 steps
     "ch3": {
         "small": dict(n_images=64, image_size=32, batch_size=16, lr=1e-3, epochs=2, report_every=1,
-                      channels=(16, 32), layers_per_block=1, attention=0, sample_steps=20, n_samples=16,
-                      compare_steps=10, prediction_type="v_prediction"),
-        "cpu": dict(n_images=1000, image_size=32, batch_size=64, lr=1e-3, epochs=25, report_every=5,
-                    channels=(16, 32, 64), layers_per_block=1, attention=1, sample_steps=100, n_samples=64,
-                    compare_steps=50, prediction_type="v_prediction"),
+                      channels=(16, 32), layers_per_block=1, attention=0, lr_schedule="cosine", warmup=2,
+                      sample_steps=20, n_samples=16, compare_steps=10, prediction_type="v_prediction"),
+        "cpu": dict(n_images=1000, image_size=32, batch_size=64, lr=2e-3, epochs=30, report_every=5,
+                    channels=(16, 32, 64, 128), layers_per_block=1, attention=1, lr_schedule="cosine", warmup=50,
+                    sample_steps=100, n_samples=64, compare_steps=50, prediction_type="v_prediction"),
         "full": dict(n_images=1000, image_size=32, batch_size=64, lr=4e-4, epochs=30, report_every=5,
-                     channels=(64, 128, 128, 256), layers_per_block=2, attention=2, sample_steps=1000,
-                     n_samples=64, compare_steps=50, prediction_type="epsilon"),
+                     channels=(64, 128, 128, 256), layers_per_block=2, attention=2, lr_schedule="constant", warmup=0,
+                     sample_steps=1000, n_samples=64, compare_steps=50, prediction_type="epsilon"),
     },
     # Chapter 4: load chapter 3's pipeline, sample reproducibly, swap in DDIM, write a card, share.
     "ch4": {
@@ -74,10 +76,12 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "small": dict(n_images=32, resolution=16, batch_size=8, lr=1e-3, max_train_steps=40, checkpointing_steps=4,
                       save_images_epochs=1, inference_steps=10, eval_batch_size=8, channels=(16, 32), attention=0,
                       extra=[]),
-        "cpu": dict(n_images=1000, resolution=32, batch_size=64, lr=1e-3, max_train_steps=400, checkpointing_steps=80,
-                    save_images_epochs=5, inference_steps=100, eval_batch_size=16, channels=(16, 32, 64), attention=1,
-                    # the CPU recipe (benchmarks/cpu_recipe.py): the v target and an EMA of the weights
-                    extra=["--lr_scheduler", "constant_with_warmup", "--prediction_type", "v_prediction",
+        "cpu": dict(n_images=1000, resolution=32, batch_size=64, lr=2e-3, max_train_steps=480, checkpointing_steps=80,
+                    save_images_epochs=5, inference_steps=100, eval_batch_size=16, channels=(16, 32, 64, 128),
+                    attention=1,
+                    # chapter 3's cpu recipe (benchmarks/cpu_recipe.py, "ch3-v-cos"): four narrow levels, the v
+                    # target, warm-up (the notebook's 50 steps) + cosine decay, an EMA of the weights
+                    extra=["--lr_scheduler", "cosine", "--prediction_type", "v_prediction",
                            "--use_ema"]),
         "full": dict(n_images=1000, resolution=32, batch_size=64, lr=4e-4, max_train_steps=480, checkpointing_steps=100,
                      save_images_epochs=5, inference_steps=1000, eval_batch_size=16, channels=None, attention=None,
