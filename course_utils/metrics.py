@@ -1,8 +1,10 @@
 """The course's offline quality measures for generated digits and butterflies (no Inception weights needed).
 
-A small CNN is trained on real digits. Generated samples are then scored three ways:
+A small CNN is trained on real digits and on an 11th class, "not a digit" (noise of several kinds, blobs,
+scribbles, flat images, digits drowned in noise: ``not_digits``), so that noise is not read as a digit.
+Generated samples are then scored three ways:
 
-- ``confident``: the share of samples the classifier gives one class with probability >= 0.9;
+- ``confident``: the share of samples the classifier gives one digit with probability >= 0.9;
 - ``classes``: how many of the 10 digit classes appear among those confident samples;
 - ``frechet``: the Frechet distance between the classifier's penultimate features of the samples and of
   held-out real digits (like FID, in a feature space that fits 28x28 digits). Lower is better.
@@ -10,15 +12,21 @@ A small CNN is trained on real digits. Generated samples are then scored three w
 Butterflies get the same treatment: a small CNN learns to read the wing and background colour of the course's
 drawn butterflies, and ``ButterflyScorer`` reports ``confident``, ``wing_colours`` (distinct colours among the
 confident samples) and ``frechet``, and reads the wing colour of each sample (to check a prompt was followed).
+It is taught an even wing-colour guess on images with no butterfly (``noise_and_blobs``), so noise, blobs and
+flat colours are not read confidently.
 
 Sound (chapter 10) likewise: a small CNN reads the root, mode and timbre of the course's synthesised arpeggios
 from their mel spectrogram images; ``SoundScorer`` reports ``confident``, ``frechet`` in its feature space, the
-modes it reads, and (``tonal``) the share of clips in which ``librosa.pyin`` hears a pitch.
+modes it reads, and (``tonal``) the share of clips in which ``librosa.pyin`` hears a pitch. It too is taught an even
+guess on every head for images with nothing to read.
+
+Trained readers are cached (``_cached``) by ``READER_VERSION``, their settings and the torch version.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +39,7 @@ import torch.nn.functional as F
 from scipy import linalg
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torchvision.transforms.functional import gaussian_blur
 from tqdm.auto import tqdm
 
 from .data import BACKGROUNDS, WING_COLOURS, butterfly_attributes, data_dir, digits_28, synthetic_butterfly
@@ -46,13 +55,21 @@ def conv_body(in_channels: int, widths: Sequence[int], size: int, feature_dim: i
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(in_channels * size * size, feature_dim), nn.ReLU())
 
 
+# The cache of trained readers (``_cached``) is keyed by these versions, the reader's settings and the torch
+# version. Bump a reader's version whenever its architecture, its training or the data it learns from change.
+READER_VERSION = {"digits": 3, "butterflies": 3, "sound": 3}
+
+NOT_A_DIGIT = 10  # the digit classifier's 11th class
+
+
 class DigitClassifier(nn.Module):
-    """Two conv blocks and a 32-wide feature layer: small enough to train in seconds on a CPU."""
+    """Two conv blocks and a 32-wide feature layer: small enough to train in seconds on a CPU. Its 11 logits are
+    the digits 0-9 and ``NOT_A_DIGIT``."""
 
     def __init__(self, feature_dim: int = 32):
         super().__init__()
         self.body = conv_body(1, (16, 32), 28, feature_dim)
-        self.head = nn.Linear(feature_dim, 10)
+        self.head = nn.Linear(feature_dim, 11)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features of images in [0, 1], shape (B, 1, 28, 28) -> (B, feature_dim)."""
@@ -97,16 +114,17 @@ class DigitScorer:
 
     @torch.no_grad()
     def score(self, images: torch.Tensor, threshold: float = 0.9) -> dict[str, float]:
-        """Score images in [0, 1] of shape (N, 1, 28, 28): confident share, classes covered, Frechet distance."""
+        """Score images in [0, 1] of shape (N, 1, 28, 28): confident share (one digit read with probability >=
+        ``threshold``; "not a digit" never counts), digit classes covered, Frechet distance."""
         if images.ndim != 4 or images.shape[1:] != (1, 28, 28):
             raise ValueError(f"score takes (N, 1, 28, 28) images in [0, 1], got shape {tuple(images.shape)}")
         if len(images) < 2:
             raise ValueError("score needs at least 2 images to estimate a feature covariance")
         self.model.eval()
         x = images.detach().float().cpu().clamp(0, 1)
-        probs = F.softmax(self.model(x), dim=1)
-        confident = probs.max(1).values >= threshold
-        classes = probs.argmax(1)[confident].unique().numel()
+        digit_probs = F.softmax(self.model(x), dim=1)[:, :NOT_A_DIGIT]
+        confident = digit_probs.max(1).values >= threshold
+        classes = digit_probs.argmax(1)[confident].unique().numel()
         feats = self.model.features(x).numpy().astype(np.float64)
         return {
             "confident": float(confident.float().mean()),
@@ -160,22 +178,21 @@ def _train_reader(make: Callable[[], nn.Module], train: Dataset, epochs: int, se
     return model.eval()
 
 
+def _cache_file(kind: str, key: dict) -> Path:
+    """Where ``_cached`` keeps the ``kind`` reader trained with settings ``key``: a file in ``data_dir()/scorers``
+    named by a hash of ``READER_VERSION[kind]``, the settings and the torch version (not of the source, so an
+    edited comment retrains nothing)."""
+    text = f"{kind} v{READER_VERSION[kind]} torch {torch.__version__} {sorted(key.items())}"
+    return data_dir() / "scorers" / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
+
+
 def _cached(kind: str, key: dict, cls: type, train: Callable[[], Any]) -> Any:
-    """A scorer trained before with the same settings and the same code (loaded in a blink), or a new one.
+    """A scorer trained before with the same version and settings (loaded in a blink), or a new one.
 
-    The file in ``data_dir()/scorers`` is named by a hash of the settings, of this module's and the drawing
-    code's source and of the torch version, so any change retrains; it holds tensors only (no pickled code)
-    and is written whole or not at all (``files.atomic_file``). A damaged file is retrained over, with a warning.
+    The file (``_cache_file``) holds tensors only (no pickled code) and is written whole or not at all
+    (``files.atomic_file``). A damaged file is retrained over, with a warning.
     """
-    from . import data
-
-    code = Path(__file__).read_bytes() + Path(data.__file__).read_bytes()
-    if kind == "sound":  # the sound reader also depends on how the clips are synthesised
-        from . import audio
-
-        code += Path(audio.__file__).read_bytes()
-    digest = hashlib.sha256(code + f"{torch.__version__} {sorted(key.items())}".encode()).hexdigest()[:16]
-    file = data_dir() / "scorers" / f"{kind}-{digest}.pt"
+    file = _cache_file(kind, key)
     if file.is_file():
         try:
             saved = torch.load(file, weights_only=True)
@@ -192,12 +209,74 @@ def _cached(kind: str, key: dict, cls: type, train: Callable[[], Any]) -> Any:
     return scorer
 
 
+def blobs(n: int, generator: torch.Generator, channels: int = 1, size: int = 28) -> torch.Tensor:
+    """``n`` images (n, channels, size, size) in [0, 1] of 1 to 3 soft elliptic blobs: grey on black for one
+    channel, of random colours on a flat background of another random colour for three."""
+    yy, xx = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+    images = torch.rand(n, channels, 1, 1, generator=generator) * (channels > 1)
+    images = images.expand(n, channels, size, size)
+    for _ in range(int(torch.randint(1, 4, (1,), generator=generator))):
+        centre = (0.15 + 0.7 * torch.rand(n, 2, 1, 1, generator=generator)) * size
+        width = (0.04 + 0.14 * torch.rand(n, 2, 1, 1, generator=generator)) * size
+        blob = torch.exp(-(((xx - centre[:, :1]) / width[:, :1]) ** 2 + ((yy - centre[:, 1:]) / width[:, 1:]) ** 2) / 2)
+        colour = (0.4 + 0.6 * torch.rand(n, 1, 1, 1, generator=generator) if channels == 1
+                  else torch.rand(n, channels, 1, 1, generator=generator))
+        images = images * (1 - blob) + colour * blob
+    return images
+
+
+def scribbles(n: int, generator: torch.Generator, size: int = 28) -> torch.Tensor:
+    """``n`` images (n, 1, size, size) of a random scribble: 4 to 9 connected straight strokes between random
+    points, 1 to 3 pixels wide, white on black."""
+    segments = int(torch.randint(4, 10, (1,), generator=generator))
+    points = 2 + (size - 4) * torch.rand(n, segments + 1, 1, 2, generator=generator)  # (n, segments + 1, 1, xy)
+    start, along = points[:, :-1], points[:, 1:] - points[:, :-1]
+    yy, xx = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+    pixels = torch.stack([xx, yy], -1).view(1, 1, -1, 2)
+    t = (((pixels - start) * along).sum(-1) / along.pow(2).sum(-1).clamp(min=1e-6)).clamp(0, 1)  # closest point
+    distance = (pixels - start - t.unsqueeze(-1) * along).norm(dim=-1).amin(1)  # to the nearest stroke
+    half_width = 0.5 + torch.rand(n, 1, generator=generator)
+    return (half_width + 0.5 - distance).clamp(0, 1).view(n, 1, size, size)
+
+
+def not_digits(n: int, digits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``n`` images (n, 1, 28, 28) in [0, 1] that are not digits, for the classifier's ``NOT_A_DIGIT`` class: an
+    even mix of uniform noise and clipped Gaussian noise (each of a random range), blurred noise, ``blobs``, blobs
+    of noise, ``scribbles``, flat images, ``digits`` (real ones, (N, 1, 28, 28)) drowned in noise, and digits cut
+    in half (along a random line) under noise."""
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator)
+
+    def some_digits(k: int) -> torch.Tensor:
+        return digits[torch.randint(0, len(digits), (k,), generator=generator)]
+
+    k = -(-n // 9)  # images of each kind
+    low = 0.5 * rand(k, 1, 1, 1)
+    uniform = low + (1 - low) * (0.3 + 0.7 * rand(k, 1, 1, 1)) * rand(k, 1, 28, 28)
+    gaussian = (0.2 + 0.6 * rand(k, 1, 1, 1) + (0.1 + 0.9 * rand(k, 1, 1, 1)) * torch.randn(k, 1, 28, 28,
+                                                                                             generator=generator))
+    blurred = gaussian_blur(torch.randn(k, 1, 28, 28, generator=generator), 7, 0.6 + 1.4 * float(rand(1)))
+    blurred = blurred - blurred.amin((2, 3), keepdim=True)
+    blurred = blurred / blurred.amax((2, 3), keepdim=True)
+    flat = rand(k, 1, 1, 1) + 0.02 * torch.randn(k, 1, 28, 28, generator=generator)
+    share = 0.5 + 0.4 * rand(k, 1, 1, 1)
+    drowned = (1 - share) * some_digits(k) + share * rand(k, 1, 28, 28)
+    angle = 2 * math.pi * rand(k, 1, 1, 1)
+    yy, xx = torch.meshgrid(torch.arange(28.0) - 13.5, torch.arange(28.0) - 13.5, indexing="ij")
+    kept = xx * angle.cos() + yy * angle.sin() > 8 * (rand(k, 1, 1, 1) - 0.5)  # one side of a random line
+    share = 0.2 + 0.5 * rand(k, 1, 1, 1)
+    halves = (1 - share) * some_digits(k) * kept + share * rand(k, 1, 28, 28)
+    images = torch.cat([uniform, gaussian, blurred, blobs(k, generator), scribbles(k, generator), flat, drowned,
+                        halves, blobs(k, generator) * rand(k, 1, 28, 28)]).clamp(0, 1)
+    return images[torch.randperm(len(images), generator=generator)[:n]]
+
+
 def train_digit_scorer(
-    train: Dataset | None = None, reference: Dataset | None = None, epochs: int = 12, seed: int = 0
+    train: Dataset | None = None, reference: Dataset | None = None, epochs: int = 30, seed: int = 0
 ) -> DigitScorer:
-    """Train the classifier on ``train`` (default: the offline digits' train split) and keep ``reference``
-    features (default: the held-out test split). Deterministic for a seed; trained the first time (seconds on a
-    CPU), then loaded from the course's cache when the default data is used."""
+    """Train the classifier on ``train`` (default: the offline digits' train split) plus ``not_digits`` and keep
+    ``reference`` features (default: the held-out test split). Deterministic for a seed; trained the first time
+    (seconds on a CPU), then loaded from the course's cache when the default data is used."""
     if train is None and reference is None:
         return _cached("digits", dict(epochs=epochs, seed=seed), DigitScorer,
                        lambda: _train_digit_scorer(digits_28("train"), digits_28("test"), epochs, seed))
@@ -212,13 +291,16 @@ def _train_digit_scorer(train: Dataset | None, reference: Dataset | None, epochs
     def loss_of(model: nn.Module, batch: list, generator: torch.Generator) -> torch.Tensor:
         x, y = batch
         shift = torch.randint(-2, 3, (2,), generator=generator).tolist()  # small shifts: robust features
-        return F.cross_entropy(model(torch.roll(x, shifts=shift, dims=(2, 3))), y)
+        grain = 0.05 * torch.rand(len(x), 1, 1, 1, generator=generator)  # a little noise is still a digit
+        x = (torch.roll(x, shifts=shift, dims=(2, 3)) + grain * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+        rejects = not_digits(len(x) // 3, x, generator)
+        labels = torch.cat([y, torch.full((len(rejects),), NOT_A_DIGIT)])
+        return F.cross_entropy(model(torch.cat([x, rejects])), labels)
 
-    model = _train_reader(DigitClassifier, train, epochs, seed, 2e-3, "training the digit classifier", loss_of,
-                          one_cycle=False)
+    model = _train_reader(DigitClassifier, train, epochs, seed, 5e-3, "training the digit classifier", loss_of)
     xs, ys = next(iter(DataLoader(reference, batch_size=len(reference))))
     with torch.no_grad():
-        accuracy = float((model(xs).argmax(1) == ys).float().mean())
+        accuracy = float((model(xs).argmax(1) == ys).float().mean())  # "not a digit" counts as a mistake
         feats = model.features(xs).numpy().astype(np.float64)
     return DigitScorer(model, feats, accuracy)
 
@@ -357,10 +439,8 @@ def _train_butterfly_scorer(n_train: int, n_reference: int, epochs: int, seed: i
         x = torch.roll(torch.where(flip, x.flip(3), x), shifts=shift, dims=(2, 3))
         wing_logits, background_logits = model(x)
         loss = F.cross_entropy(wing_logits, wing) + F.cross_entropy(background_logits, background)
-        # no butterfly, no colour: pixel noise and colour blotches are taught an even wing-colour guess
-        blotches = F.interpolate(torch.rand(8, 3, 4, 4, generator=generator), size=32, mode="bilinear")
-        noise = torch.cat([torch.rand(8, 3, 32, 32, generator=generator), blotches])
-        return loss - F.log_softmax(model(noise)[0], dim=1).mean()
+        # no butterfly, no colour: noise, blotches, blobs and flat colours are taught an even wing-colour guess
+        return loss - F.log_softmax(model(noise_and_blobs(20, 3, generator))[0], dim=1).mean()
 
     model = _train_reader(ButterflyReader, train, epochs, seed, 3e-3, "training the butterfly reader", loss_of)
     xs, (wings, backgrounds) = drawn_butterflies(held_out), _butterfly_labels(held_out)
@@ -370,6 +450,19 @@ def _train_butterfly_scorer(n_train: int, n_reference: int, epochs: int, seed: i
     wing_accuracy = float((wing_logits.argmax(1) == wings).float().mean())
     background_accuracy = float((background_logits.argmax(1) == backgrounds).float().mean())
     return ButterflyScorer(model, feats, wing_accuracy, background_accuracy)
+
+
+def noise_and_blobs(n: int, channels: int, generator: torch.Generator, size: int = 32) -> torch.Tensor:
+    """``n`` images (n, channels, size, size) in [0, 1] with nothing to read, an even mix of five kinds: uniform
+    noise, clipped Gaussian noise, blotches (4x4 noise, upsampled), ``blobs`` and flat colours (or greys)."""
+    k = -(-n // 5)
+    gaussian = 0.5 + (0.2 + 0.6 * torch.rand(k, 1, 1, 1, generator=generator)) * torch.randn(k, channels, size, size,
+                                                                                           generator=generator)
+    blotches = F.interpolate(torch.rand(k, channels, 4, 4, generator=generator), size=size, mode="bilinear")
+    flat = torch.rand(k, channels, 1, 1, generator=generator).expand(k, channels, size, size)
+    images = torch.cat([torch.rand(k, channels, size, size, generator=generator), gaussian, blotches,
+                        blobs(k, generator, channels, size), flat]).clamp(0, 1)
+    return images[torch.randperm(len(images), generator=generator)[:n]]
 
 
 def quality_by_steps(scorer: DigitScorer, unet, scheduler, steps: Sequence[int], n: int = 200, seed: int = 0,
@@ -504,8 +597,8 @@ def _train_sound_scorer(n_train: int, n_reference: int, epochs: int, seed: int) 
         shift = int(torch.randint(-2, 3, (1,), generator=generator))  # onsets a few frames early or late
         logits = model(torch.roll(x, shifts=shift, dims=3))
         loss = sum(F.cross_entropy(out, y) for out, y in zip(logits, labels, strict=True))
-        # no clip, no answer: noise images are taught an even guess on every head
-        noise = torch.rand(16, *x.shape[1:], generator=generator)
+        # no clip, no answer: noise, blotches, blobs and flat images are taught an even guess on every head
+        noise = noise_and_blobs(20, 1, generator, size=x.shape[-1])
         return loss - sum(F.log_softmax(out, dim=1).mean() for out in model(noise))
 
     model = _train_reader(SoundReader, train, epochs, seed, 3e-3, "training the sound reader", loss_of)
