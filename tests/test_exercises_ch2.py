@@ -1,9 +1,17 @@
 """Chapter 2's exercise checks, each against diffusers' DDPMScheduler: every reference solution passes; a typical
 wrong answer fails with the intended message in both languages; an untouched stub is "not done"."""
 
+import math
+
+import torch
 
 from course_utils.exercises import TODO
-from course_utils.exercises.chapter2 import check_add_noise, check_halfway, check_velocity, check_x0_from_eps
+from course_utils.exercises.chapter2 import (
+    check_cosine_betas,
+    check_ddpm_step_large,
+    check_halfway,
+    check_zero_terminal_snr,
+)
 
 
 def stub(*args):
@@ -14,30 +22,43 @@ def wrong_in(verdict, en: str, zh: str) -> bool:
     return verdict.status == "wrong" and en in verdict.en and zh in verdict.zh
 
 
-def coefficients(t, alphas_cumprod):
-    abar = alphas_cumprod[t].view(-1, 1, 1, 1)
-    return abar.sqrt(), (1 - abar).sqrt()
+def cosine_abar(s: float, offset: float = 0.008) -> float:
+    return math.cos((s + offset) / (1 + offset) * math.pi / 2) ** 2
 
 
-def add_noise(x0, noise, t, alphas_cumprod):
-    a, b = coefficients(t, alphas_cumprod)
-    return a * x0 + b * noise
+def cosine_betas(T, offset=0.008, cap=0.999):
+    return torch.tensor([min(1 - cosine_abar((t + 1) / T, offset) / cosine_abar(t / T, offset), cap)
+                         for t in range(T)])
 
 
-def velocity(x0, noise, t, alphas_cumprod):
-    a, b = coefficients(t, alphas_cumprod)
-    return a * noise - b * x0
+def zero_terminal_snr(betas, scale=True, on_root=True):
+    abar = torch.cumprod(1 - betas, dim=0)
+    a = abar.sqrt() if on_root else abar
+    first, last = a[0].clone(), a[-1].clone()
+    a = a - last
+    if scale:
+        a = a * first / (first - last)
+    abar = a**2 if on_root else a
+    alphas = torch.cat([abar[:1], abar[1:] / abar[:-1]])
+    return 1 - alphas
 
 
-def x0_from_eps(x_t, eps, t, alphas_cumprod):
-    a, b = coefficients(t, alphas_cumprod)
-    return (x_t - b * eps) / a
+def ddpm_step_large(eps, x_t, t, alphas_cumprod, noise, variance="beta", noise_at_zero=False):
+    abar_t = alphas_cumprod[t]
+    abar_prev = alphas_cumprod[t - 1] if t > 0 else torch.tensor(1.0)
+    beta_t = 1 - abar_t / abar_prev
+    x0_hat = (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+    mean = (abar_prev.sqrt() * beta_t * x0_hat + (1 - beta_t).sqrt() * (1 - abar_prev) * x_t) / (1 - abar_t)
+    if t == 0 and not noise_at_zero:
+        return mean
+    var = beta_t if variance == "beta" else beta_t * (1 - abar_prev) / (1 - abar_t)
+    return mean + var.sqrt() * noise
 
 
 def test_solutions_are_right():
-    assert check_add_noise(add_noise).status == "right"
-    assert check_velocity(velocity).status == "right"
-    assert check_x0_from_eps(x0_from_eps).status == "right"
+    assert check_cosine_betas(cosine_betas).status == "right"
+    assert check_zero_terminal_snr(zero_terminal_snr).status == "right"
+    assert check_ddpm_step_large(ddpm_step_large).status == "right"
     from diffusers import DDPMScheduler
 
     abar = DDPMScheduler(beta_schedule="squaredcos_cap_v2").alphas_cumprod
@@ -45,30 +66,39 @@ def test_solutions_are_right():
     assert verdict.status == "right" and "linear one gets there" in verdict.en and "线性调度" in verdict.zh
 
 
-def test_add_noise_mistakes_are_named():
-    def no_roots(x0, noise, t, abar):
-        a = abar[t].view(-1, 1, 1, 1)
-        return a * x0 + (1 - a) * noise
-
-    assert wrong_in(check_add_noise(no_roots), "square roots", "平方根")
-    assert wrong_in(check_add_noise(lambda x0, n, t, abar: add_noise(n, x0, t, abar)), "swapped", "写反了")
-    assert wrong_in(check_add_noise(lambda x0, n, t, abar: abar[t].sqrt() * x0 + (1 - abar[t]).sqrt() * n),
-                    ".view(-1, 1, 1, 1)", ".view(-1, 1, 1, 1)")
-    assert wrong_in(check_add_noise(lambda x0, n, t, abar: add_noise(x0, n, (t - 1).clamp(min=0), abar)),
-                    "differs from DDPMScheduler.add_noise", "最多相差")
-    assert check_add_noise(stub).status == "not done"
+def test_cosine_betas_mistakes_are_named():
+    assert wrong_in(check_cosine_betas(lambda T: cosine_betas(T, cap=1.0)), "0.999", "0.999")
+    assert wrong_in(check_cosine_betas(lambda T: cosine_betas(T, offset=0.0)), "offset", "偏移")
+    abar = lambda T: torch.tensor([cosine_abar(t / T) for t in range(1, T + 1)])  # noqa: E731
+    assert wrong_in(check_cosine_betas(abar), "ᾱ values", "ᾱ 的值")
+    linear = lambda T: torch.linspace(1e-4, 0.02, T)  # noqa: E731
+    assert wrong_in(check_cosine_betas(linear), "DDPMScheduler has", "DDPMScheduler 的是")
+    assert wrong_in(check_cosine_betas(lambda T: cosine_betas(T)[None]), "shape", "形状")
+    assert check_cosine_betas(stub).status == "not done"
 
 
-def test_velocity_mistakes_are_named():
-    assert wrong_in(check_velocity(lambda x0, n, t, abar: -velocity(x0, n, t, abar)), "opposite sign", "符号相反")
-    assert wrong_in(check_velocity(lambda x0, n, t, abar: n - x0), "flow matching", "流匹配")
+def test_zero_terminal_snr_mistakes_are_named():
+    assert wrong_in(check_zero_terminal_snr(lambda b: zero_terminal_snr(b, scale=False)), "scale √ᾱ_t", "缩放 √ᾱ_t")
+    assert wrong_in(check_zero_terminal_snr(lambda b: b), "not 0", "不是 0")
+    assert wrong_in(check_zero_terminal_snr(lambda b: zero_terminal_snr(b, on_root=False)), "not ᾱ_t", "不是 ᾱ_t")
+    assert check_zero_terminal_snr(stub).status == "not done"
 
-    def swapped(x0, noise, t, abar):
-        a, b = coefficients(t, abar)
-        return b * noise - a * x0
 
-    assert wrong_in(check_velocity(swapped), "swapped", "写反了")
-    assert check_velocity(stub).status == "not done"
+def test_ddpm_step_large_mistakes_are_named():
+    small = lambda *a: ddpm_step_large(*a, variance="beta tilde")  # noqa: E731
+    assert wrong_in(check_ddpm_step_large(small), "√β̃_t·z", "√β̃_t·z")
+    assert wrong_in(check_ddpm_step_large(lambda *a: ddpm_step_large(*a, noise_at_zero=True)),
+                    "returns the mean alone", "只返回均值")
+
+    def undivided(eps, x_t, t, abar, noise):  # x0_hat without the division by sqrt(abar_t)
+        abar_prev = abar[t - 1] if t > 0 else torch.tensor(1.0)
+        beta_t = 1 - abar[t] / abar_prev
+        x0_hat = x_t - (1 - abar[t]).sqrt() * eps
+        mean = (abar_prev.sqrt() * beta_t * x0_hat + (1 - beta_t).sqrt() * (1 - abar_prev) * x_t) / (1 - abar[t])
+        return mean + beta_t.sqrt() * noise if t > 0 else mean
+
+    assert wrong_in(check_ddpm_step_large(undivided), "the mean is off", "均值最多差")
+    assert check_ddpm_step_large(stub).status == "not done"
 
 
 def test_halfway_mistakes_are_named():
@@ -83,17 +113,3 @@ def test_halfway_mistakes_are_named():
     assert wrong_in(check_halfway(1000), "not a timestep", "不是时间步")
     assert wrong_in(check_halfway("half"), "whole number", "整数")
     assert check_halfway(None).status == "not done"
-
-
-def test_x0_from_eps_mistakes_are_named():
-    def undivided(x_t, eps, t, abar):
-        return x_t - coefficients(t, abar)[1] * eps
-
-    assert wrong_in(check_x0_from_eps(undivided), "divide by √ᾱ_t", "除以 √ᾱ_t")
-
-    def no_roots(x_t, eps, t, abar):
-        a = abar[t].view(-1, 1, 1, 1)
-        return (x_t - (1 - a) * eps) / a
-
-    assert wrong_in(check_x0_from_eps(no_roots), "square roots", "平方根")
-    assert check_x0_from_eps(stub).status == "not done"

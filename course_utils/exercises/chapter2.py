@@ -1,132 +1,119 @@
-"""Chapter 2's exercises, each checked against the diffusers ``DDPMScheduler`` that does the same: the forward
-process (``add_noise``), the velocity target (``get_velocity``), where the cosine schedule's ᾱ_t falls below 0.5,
-and the clean image predicted from a noise prediction (``step(...).pred_original_sample``)."""
+"""Chapter 2's exercises, each checked against the diffusers ``DDPMScheduler`` that does the same: the cosine
+schedule's betas from their formula, a schedule rescaled to reach pure noise (zero terminal SNR), where the cosine
+schedule's ᾱ_t falls below 0.5, and the DDPM reverse step with the other variance, β_t."""
 
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 from diffusers import DDPMScheduler
 
 from . import Verdict, checked, right, wrong
 
-TIMESTEPS = torch.tensor([0, 250, 600, 999])  # one per image of the check's batch
-ZH_NAMES = {"linear": "线性", "cosine": "余弦"}
-# x0 from a noise prediction divides by sqrt(alpha_bar_t): at t = 999 (alpha_bar ~ 2e-9) rounding alone is amplified
-X0_TIMESTEPS = torch.tensor([10, 250, 600, 900])
+T = 1000
+# the reverse step's checks: early, middle, late, the one before the last and the last (which adds no noise); not
+# t = 999, where x̂₀ divides by √ᾱ_t ~ 1e-4 and rounding alone is amplified
+STEP_TIMESTEPS = (900, 500, 100, 1, 0)
+# the zero-SNR checks: the default linear schedule and Stable Diffusion's scaled_linear one
+ZERO_SNR_SCHEDULES = {"linear (1e-4 to 0.02)": dict(),
+                      "scaled_linear (0.00085 to 0.012)": dict(beta_schedule="scaled_linear", beta_start=0.00085,
+                                                               beta_end=0.012)}
 
 
 @functools.cache
 def schedules() -> dict[str, DDPMScheduler]:
     """The two schedules the checks try: diffusers' default linear one and the cosine one."""
-    return {"linear": DDPMScheduler(num_train_timesteps=1000),
-            "cosine": DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)}
+    return {"linear": DDPMScheduler(num_train_timesteps=T),
+            "cosine": DDPMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2", clip_sample=False)}
 
 
-def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Four clean images in [-1, 1] and their Gaussian noise, always the same."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(4, 1, 8, 8, generator=g) * 2 - 1, torch.randn(4, 1, 8, 8, generator=g)
-
-
-def _coefficients(abar: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    a = abar[t].view(-1, 1, 1, 1)
-    return a, 1 - a
-
-
-def _call(function, *args) -> tuple[torch.Tensor | None, Verdict | None]:
-    """The learner's result, or a verdict naming the usual broadcasting slip."""
-    try:
-        return function(*args), None
-    except RuntimeError as error:
-        if "must match the size" not in str(error):
-            raise
-        return None, wrong(f"shapes do not broadcast ({error}): alphas_cumprod[t] has one value per image; "
-                           "reshape it with .view(-1, 1, 1, 1) so it multiplies each image's (C, H, W)",
-                           f"形状无法广播（{error}）：alphas_cumprod[t] 每张图像一个值；"
-                           "用 .view(-1, 1, 1, 1) 变形，才能乘到每张图像的 (C, H, W) 上")
-
-
-def _shape(got, expected: torch.Tensor) -> Verdict | None:
+def _tensor_like(got, expected: torch.Tensor, what: str, what_zh: str) -> Verdict | None:
+    """A "wrong" verdict when ``got`` is not a tensor of ``expected``'s shape, else None."""
     if not isinstance(got, torch.Tensor):
-        return wrong(f"your function returned {type(got).__name__}, not a tensor",
-                     f"你的函数返回了 {type(got).__name__}，而不是张量")
-    if got.shape != expected.shape:
-        return wrong(f"the result has shape {tuple(got.shape)}; expected {tuple(expected.shape)}, the shape of x0",
-                     f"结果的形状是 {tuple(got.shape)}；应为 {tuple(expected.shape)}，即 x0 的形状")
+        return wrong(f"{what} is a {type(got).__name__}, not a tensor", f"{what_zh}是 {type(got).__name__}，不是张量")
+    if tuple(got.shape) != tuple(expected.shape):
+        return wrong(f"{what} has shape {tuple(got.shape)}; expected {tuple(expected.shape)}",
+                     f"{what_zh}的形状是 {tuple(got.shape)}；应为 {tuple(expected.shape)}")
     return None
 
 
-def _beside(function, reference, x0: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor):
-    """The learner's ``function(x0, noise, t, abar)``, the scheduler's ``reference(x0, noise, t)``, and a verdict
-    when the two cannot be compared (a broadcasting error, a wrong shape)."""
-    got, verdict = _call(function, x0, noise, TIMESTEPS, abar)
-    expected = reference(x0, noise, TIMESTEPS)
-    if verdict is None:  # (a Verdict is falsy unless right: test it against None)
-        verdict = _shape(got, expected)
-    return got, expected, verdict
+def _cosine_abar(s: float, offset: float = 0.008) -> float:
+    return math.cos((s + offset) / (1 + offset) * math.pi / 2) ** 2
 
 
 @checked
-def check_add_noise(add_noise) -> Verdict:
-    """``add_noise(x0, noise, t, alphas_cumprod)`` equals ``DDPMScheduler.add_noise`` on the linear and cosine
-    schedules at t = 0, 250, 600 and 999."""
-    x0, noise = _batch()
-    for name, scheduler in schedules().items():
-        abar = scheduler.alphas_cumprod
-        got, expected, verdict = _beside(add_noise, scheduler.add_noise, x0, noise, abar)
-        if verdict is not None:
+def check_cosine_betas(cosine_betas) -> Verdict:
+    """``cosine_betas(T)`` equals ``DDPMScheduler(beta_schedule="squaredcos_cap_v2").betas`` for T = 1000 and 50."""
+    for n in (T, 50):
+        expected = DDPMScheduler(num_train_timesteps=n, beta_schedule="squaredcos_cap_v2").betas
+        got = cosine_betas(n)
+        if (verdict := _tensor_like(got, expected, f"cosine_betas({n})", f"cosine_betas({n}) 的结果")) is not None:
             return verdict
-        if torch.allclose(got, expected, atol=1e-5):
+        got = got.double()
+        if torch.allclose(got, expected.double(), atol=1e-6):
             continue
-        a, b = _coefficients(abar, TIMESTEPS)
-        if torch.allclose(got, a * x0 + b * noise, atol=1e-5):
-            return wrong("you mixed with ᾱ_t and 1 − ᾱ_t; the closed form takes their square roots: "
-                         "√ᾱ_t·x0 + √(1 − ᾱ_t)·noise (1 − ᾱ_t is the variance, its root the standard deviation)",
-                         "你用 ᾱ_t 和 1 − ᾱ_t 做了混合；闭式形式要取它们的平方根："
-                         "√ᾱ_t·x0 + √(1 − ᾱ_t)·noise（1 − ᾱ_t 是方差，它的平方根才是标准差）")
-        if torch.allclose(got, b.sqrt() * x0 + a.sqrt() * noise, atol=1e-5):
-            return wrong("the two coefficients are swapped: x0 takes √ᾱ_t (near 1 at t = 0), the noise √(1 − ᾱ_t)",
-                         "两个系数写反了：x0 乘 √ᾱ_t（t = 0 时接近 1），噪声乘 √(1 − ᾱ_t)")
-        off = (got - expected).abs().amax(dim=(1, 2, 3))
+        abar = torch.tensor([_cosine_abar(i / n) for i in range(1, n + 1)], dtype=torch.float64)
+        if torch.allclose(got, abar, atol=1e-4):
+            return wrong("those are the ᾱ values; a schedule is its betas: β_t = 1 − ᾱ(t+1)/ᾱ(t)",
+                         "这些是 ᾱ 的值；调度由 β 给出：β_t = 1 − ᾱ(t+1)/ᾱ(t)")
+        if torch.allclose(got[:-1], expected[:-1].double(), atol=1e-6):
+            return wrong(f"all but the last beta agree; the last one is {float(got[-1]):.4g}: cap each beta at 0.999 "
+                         "(ᾱ reaches 0 at the end, and a beta of 1 would leave nothing to divide by)",
+                         f"除最后一个外都对；最后一个 β 是 {float(got[-1]):.4g}：每个 β 都要截断到 0.999"
+                         "（ᾱ 在末尾降到 0，β 为 1 会让后面没有可除的数）")
+        no_offset = torch.tensor([min(1 - _cosine_abar((i + 1) / n, 0) / _cosine_abar(i / n, 0), 0.999)
+                                  for i in range(n)], dtype=torch.float64)
+        if torch.allclose(got, no_offset, atol=1e-6):
+            return wrong("without the offset s = 0.008 the first betas are almost 0: ᾱ(s) = cos²((s + 0.008) / 1.008 "
+                         "· π/2)", "没有偏移 s = 0.008，最前面的 β 几乎为 0：ᾱ(s) = cos²((s + 0.008) / 1.008 · π/2)")
+        off = (got - expected.double()).abs()
         worst = int(off.argmax())
-        return wrong(f"on the {name} schedule your x_t differs from DDPMScheduler.add_noise by up to "
-                     f"{off[worst]:.3g} at t = {int(TIMESTEPS[worst])}",
-                     f"在{ZH_NAMES[name]}调度下，你的 x_t 与 DDPMScheduler.add_noise "
-                     f"在 t = {int(TIMESTEPS[worst])} 处最多相差 {off[worst]:.3g}")
-    return right("your add_noise equals DDPMScheduler.add_noise on the linear and cosine schedules",
-                 "你的 add_noise 在线性和余弦调度下都与 DDPMScheduler.add_noise 一致")
+        return wrong(f"with T = {n}, beta {worst} is {float(got[worst]):.6g}; DDPMScheduler has "
+                     f"{float(expected[worst]):.6g}", f"T = {n} 时，第 {worst} 个 β 是 {float(got[worst]):.6g}；"
+                     f"DDPMScheduler 的是 {float(expected[worst]):.6g}")
+    betas = DDPMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2").betas
+    return right(f"your betas equal DDPMScheduler's squaredcos_cap_v2 for T = 1000 and T = 50; they grow from "
+                 f"{float(betas[0]):.1e} to the cap, 0.999",
+                 f"你的 β 在 T = 1000 和 T = 50 时都与 DDPMScheduler 的 squaredcos_cap_v2 一致；它们从 "
+                 f"{float(betas[0]):.1e} 增长到上限 0.999")
 
 
 @checked
-def check_velocity(velocity) -> Verdict:
-    """``velocity(x0, noise, t, alphas_cumprod)`` equals ``DDPMScheduler.get_velocity`` on both schedules."""
-    x0, noise = _batch(1)
-    for scheduler in schedules().values():
-        abar = scheduler.alphas_cumprod
-        got, expected, verdict = _beside(velocity, scheduler.get_velocity, x0, noise, abar)
-        if verdict is not None:
+def check_zero_terminal_snr(zero_terminal_snr) -> Verdict:
+    """``zero_terminal_snr(betas)`` equals the betas of ``DDPMScheduler(rescale_betas_zero_snr=True)`` on the linear
+    and the scaled_linear schedule."""
+    for name, settings in ZERO_SNR_SCHEDULES.items():
+        betas = DDPMScheduler(num_train_timesteps=T, **settings).betas
+        expected = DDPMScheduler(num_train_timesteps=T, rescale_betas_zero_snr=True, **settings).betas
+        got = zero_terminal_snr(betas.clone())
+        if (verdict := _tensor_like(got, expected, "the result", "结果")) is not None:
             return verdict
-        if torch.allclose(got, expected, atol=1e-5):
+        if torch.allclose(got.float(), expected, atol=1e-6):
             continue
-        a, b = (c.sqrt() for c in _coefficients(abar, TIMESTEPS))
-        if torch.allclose(got, -expected, atol=1e-5):
-            return wrong("your velocity has the opposite sign: v = √ᾱ_t·noise − √(1 − ᾱ_t)·x0",
-                         "你的速度符号相反：v = √ᾱ_t·noise − √(1 − ᾱ_t)·x0")
-        if torch.allclose(got, noise - x0, atol=1e-5):
-            return wrong("noise − x0 is flow matching's velocity (chapter 12), the derivative along a straight "
-                         "line; DDPM's v weights the two: v = √ᾱ_t·noise − √(1 − ᾱ_t)·x0",
-                         "noise − x0 是流匹配的速度（第 12 章），即沿直线的导数；"
-                         "DDPM 的 v 对两者加权：v = √ᾱ_t·noise − √(1 − ᾱ_t)·x0")
-        if torch.allclose(got, b * noise - a * x0, atol=1e-5):
-            return wrong("the coefficients are swapped: the noise takes √ᾱ_t, x0 takes √(1 − ᾱ_t)",
-                         "系数写反了：噪声乘 √ᾱ_t，x0 乘 √(1 − ᾱ_t)")
-        off = float((got - expected).abs().max())
-        return wrong(f"your velocity differs from DDPMScheduler.get_velocity by up to {off:.3g}",
-                     f"你的速度与 DDPMScheduler.get_velocity 最多相差 {off:.3g}")
-    return right("your velocity equals DDPMScheduler.get_velocity on the linear and cosine schedules",
-                 "你的速度在线性和余弦调度下都与 DDPMScheduler.get_velocity 一致")
+        abar = torch.cumprod(1 - got.double(), dim=0)
+        old = torch.cumprod(1 - betas.double(), dim=0)
+        if abar[-1].abs() > 1e-6:
+            return wrong(f"on the {name} schedule your ᾱ at t = {T - 1} is {float(abar[-1]):.3g}, not 0: shift "
+                         "√ᾱ_t down by its last value", f"在 {name} 调度下，你的 ᾱ 在 t = {T - 1} 处是 "
+                         f"{float(abar[-1]):.3g}，不是 0：把 √ᾱ_t 整体减去它的最后一个值")
+        if not torch.isclose(abar[0], old[0], atol=1e-7):
+            return wrong(f"on the {name} schedule ᾱ at t = 0 moved from {float(old[0]):.6f} to {float(abar[0]):.6f}: "
+                         "after the shift, scale √ᾱ_t so that its first value is back where it was",
+                         f"在 {name} 调度下，t = 0 处的 ᾱ 从 {float(old[0]):.6f} 变成了 {float(abar[0]):.6f}："
+                         "平移之后，还要缩放 √ᾱ_t，让它的第一个值回到原处")
+        off = float((got.double() - expected.double()).abs().max())
+        return wrong(f"on the {name} schedule your betas differ from DDPMScheduler(rescale_betas_zero_snr=True)'s by "
+                     f"up to {off:.3g}: shift and scale √ᾱ_t (not ᾱ_t), then α_t = ᾱ_t / ᾱ_(t−1), α_0 = ᾱ_0",
+                     f"在 {name} 调度下，你的 β 与 DDPMScheduler(rescale_betas_zero_snr=True) 的最多相差 {off:.3g}："
+                     "平移和缩放的是 √ᾱ_t（不是 ᾱ_t），然后 α_t = ᾱ_t / ᾱ_(t−1)，α_0 = ᾱ_0")
+    before = float(schedules()["linear"].alphas_cumprod[-1].sqrt())
+    return right(f"your schedules reach pure noise: √ᾱ at t = {T - 1} is 0 (the linear schedule left {before:.4f}). "
+                 "Training now shows the model what sampling starts from; an ε model cannot use it, since x̂₀ divides "
+                 "by √ᾱ_t = 0 there: such schedules go with v prediction",
+                 f"你的调度到达了纯噪声：t = {T - 1} 处 √ᾱ 为 0（线性调度还剩 {before:.4f}）。训练从此见到采样的起点；"
+                 "但 ε 模型用不了它，因为 x̂₀ 在那里要除以 √ᾱ_t = 0：这样的调度要配 v 预测")
 
 
 @checked
@@ -164,33 +151,57 @@ def check_halfway(t) -> Verdict:
                  f"ᾱ_{t} = {abar[t]:.4f}，{side_zh} 0.5：请找第一个 ᾱ_t < 0.5 的 t")
 
 
+def _step_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """A noisy batch and a noise prediction for it, always the same."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(4, 1, 8, 8, generator=g), torch.randn(4, 1, 8, 8, generator=g)
+
+
+def _scheduler_step(scheduler: DDPMScheduler, eps: torch.Tensor, t: int, x_t: torch.Tensor, seed: int) -> torch.Tensor:
+    return scheduler.step(eps, t, x_t, generator=torch.Generator().manual_seed(seed)).prev_sample
+
+
 @checked
-def check_x0_from_eps(x0_from_eps) -> Verdict:
-    """``x0_from_eps(x_t, eps, t, alphas_cumprod)`` equals the ``pred_original_sample`` of
-    ``DDPMScheduler.step`` (cosine schedule, no clipping) for a noise prediction ``eps``."""
-    scheduler = schedules()["cosine"]
-    abar = scheduler.alphas_cumprod
-    x0, noise = _batch(2)
-    x_t = scheduler.add_noise(x0, noise, X0_TIMESTEPS)
-    eps = noise + 0.1 * _batch(3)[1]  # a noise prediction that is a little off, as a model's is
-    got, verdict = _call(x0_from_eps, x_t, eps, X0_TIMESTEPS, abar)
-    if verdict is not None:
-        return verdict
-    expected = torch.cat([scheduler.step(eps[i:i + 1], int(t), x_t[i:i + 1]).pred_original_sample
-                          for i, t in enumerate(X0_TIMESTEPS)])
-    if (verdict := _shape(got, expected)) is not None:
-        return verdict
-    if torch.allclose(got, expected, rtol=1e-4, atol=1e-4):
-        return right("your x̂0 equals DDPMScheduler.step(...).pred_original_sample: x̂0 = (x_t − √(1 − ᾱ_t)·ε̂) / √ᾱ_t",
-                     "你的 x̂0 与 DDPMScheduler.step(...).pred_original_sample 一致：x̂0 = (x_t − √(1 − ᾱ_t)·ε̂) / √ᾱ_t")
-    a, b = _coefficients(abar, X0_TIMESTEPS)
-    if torch.allclose(got, x_t - b.sqrt() * eps, rtol=1e-4, atol=1e-4):
-        return wrong("you removed the noise but did not divide by √ᾱ_t: x_t holds √ᾱ_t·x0, not x0",
-                     "你去掉了噪声，但没有除以 √ᾱ_t：x_t 里是 √ᾱ_t·x0，而不是 x0")
-    if torch.allclose(got, (x_t - b * eps) / a, rtol=1e-4, atol=1e-4):
-        return wrong("take square roots: x̂0 = (x_t − √(1 − ᾱ_t)·ε̂) / √ᾱ_t",
-                     "要取平方根：x̂0 = (x_t − √(1 − ᾱ_t)·ε̂) / √ᾱ_t")
-    off = (got - expected).abs().amax(dim=(1, 2, 3))
-    worst = int(off.argmax())
-    return wrong(f"your x̂0 differs from the scheduler's by up to {off[worst]:.3g} at t = {int(X0_TIMESTEPS[worst])}",
-                 f"你的 x̂0 与调度器的结果在 t = {int(X0_TIMESTEPS[worst])} 处最多相差 {off[worst]:.3g}")
+def check_ddpm_step_large(ddpm_step_large) -> Verdict:
+    """``ddpm_step_large(eps, x_t, t, alphas_cumprod, noise)`` (1000 steps, no clipping) equals
+    ``DDPMScheduler(variance_type="fixed_large").step`` on the same noise."""
+    large = DDPMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2", clip_sample=False,
+                          variance_type="fixed_large")
+    small = schedules()["cosine"]  # the chapter's variance, beta tilde
+    x_t, eps = _step_inputs()
+    for seed, t in enumerate(STEP_TIMESTEPS):
+        noise = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(seed))
+        expected = _scheduler_step(large, eps, t, x_t, seed)
+        got = ddpm_step_large(eps.clone(), x_t.clone(), t, large.alphas_cumprod.clone(), noise.clone())
+        if (verdict := _tensor_like(got, expected, f"at t = {t} the result", f"t = {t} 时的结果")) is not None:
+            return verdict
+        if torch.allclose(got, expected, atol=1e-4):
+            continue
+        if torch.allclose(got, _scheduler_step(small, eps, t, x_t, seed), atol=1e-4):
+            return wrong(f"at t = {t} your step adds the chapter's noise, √β̃_t·z; this one adds √β_t·z, "
+                         "β_t = 1 − ᾱ_t / ᾱ_(t−1)", f"t = {t} 时你的一步加的是本章的噪声 √β̃_t·z；这里要加 √β_t·z，"
+                         "β_t = 1 − ᾱ_t / ᾱ_(t−1)")
+        if t == 0 and torch.allclose(got, _scheduler_step(large, eps, 0, x_t, seed) + large.betas[0].sqrt() * noise,
+                                     atol=1e-4):
+            return wrong("at t = 0 your step adds noise; the last step returns the mean alone",
+                         "t = 0 时你的一步加了噪声；最后一步只返回均值")
+        other = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(seed + 100))
+        moved = ddpm_step_large(eps.clone(), x_t.clone(), t, large.alphas_cumprod.clone(), other) - got
+        if t > 0 and torch.allclose(moved, large.betas[t].sqrt() * (other - noise), atol=1e-4):
+            return wrong(f"at t = {t} the noise term is right but the mean is off by up to "
+                         f"{float((got - expected).abs().max()):.3g}: x̂₀ = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t, then "
+                         "μ = (√ᾱ_(t−1)·β_t·x̂₀ + √α_t·(1−ᾱ_(t−1))·x_t) / (1−ᾱ_t)",
+                         f"t = {t} 时噪声项对了，但均值最多差 {float((got - expected).abs().max()):.3g}："
+                         "x̂₀ = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t，然后 μ = (√ᾱ_(t−1)·β_t·x̂₀ + √α_t·(1−ᾱ_(t−1))·x_t) / (1−ᾱ_t)")
+        return wrong(f"at t = {t} your x_(t−1) differs from DDPMScheduler(variance_type=\"fixed_large\").step by up "
+                     f"to {float((got - expected).abs().max()):.3g}",
+                     f"t = {t} 时你的 x_(t−1) 与 DDPMScheduler(variance_type=\"fixed_large\").step 最多相差 "
+                     f"{float((got - expected).abs().max()):.3g}")
+    abar = large.alphas_cumprod
+    ratio = {t: float((1 - abar[t]) / (1 - abar[t - 1])) for t in (1, 100)}  # beta_t / beta tilde_t
+    return right(f"your step equals DDPMScheduler(variance_type=\"fixed_large\").step at t = "
+                 f"{', '.join(map(str, STEP_TIMESTEPS))}. β_t is never below β̃_t: {ratio[1]:.1f}× at t = 1, "
+                 f"{ratio[100]:.3f}× at t = 100. They differ noticeably only in the last few steps",
+                 f"你的一步在 t = {', '.join(map(str, STEP_TIMESTEPS))} 处都与 "
+                 f"DDPMScheduler(variance_type=\"fixed_large\").step 一致。β_t 从不小于 β̃_t：t = 1 时是它的 "
+                 f"{ratio[1]:.1f} 倍，t = 100 时是 {ratio[100]:.3f} 倍。两者只在最后几步差得明显")
