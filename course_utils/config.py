@@ -90,18 +90,18 @@ SETTINGS: dict[str, dict[str, dict]] = {
     # Chapter 6: samplers on the shipped digits-28, fine-tuning the shipped butterflies-32 (full and LoRA).
     "ch6": {
         "small": dict(n_score=32, samplers=[("DDPM", 20), ("DDIM", 10), ("DPM-Solver++", 10)], eta_steps=10,
-                      ft_images=16, ft_few=4, ft_batch=8, ft_lr=3e-4, lora_lr=1e-3, ft_checkpoints=(0, 2, 4),
+                      ft_images=16, ft_few=4, ft_batch=8, ft_lr=3e-4, lora_lr=3e-4, ft_checkpoints=(0, 2, 4),
                       lora_rank=8, n_show=8, sample_steps=10, n_measure=16, script_steps=2),
         # cpu: DDPM 1000 (and 100) would add 1,100 U-Net calls on 100 digits (minutes on a CPU); full has them
         "cpu": dict(n_score=100, samplers=[("DDPM", 50), ("DDIM", 50), ("DDIM", 20), ("DDIM", 10), ("DDIM", 5),
                                            ("DPM-Solver++", 20), ("DPM-Solver++", 10), ("DPM-Solver++", 5)],
-                    eta_steps=10, ft_images=64, ft_few=8, ft_batch=16, ft_lr=3e-4, lora_lr=1e-3,
+                    eta_steps=10, ft_images=64, ft_few=8, ft_batch=16, ft_lr=3e-4, lora_lr=3e-4,
                     ft_checkpoints=(0, 30, 60, 120), lora_rank=8, n_show=8, sample_steps=20, n_measure=32,
                     script_steps=20),
         "full": dict(n_score=200, samplers=[("DDPM", 1000), ("DDPM", 100), ("DDPM", 50), ("DDIM", 50), ("DDIM", 20),
                                            ("DDIM", 10), ("DDIM", 5), ("DPM-Solver++", 20), ("DPM-Solver++", 10),
                                            ("DPM-Solver++", 5)],
-                     eta_steps=20, ft_images=256, ft_few=16, ft_batch=32, ft_lr=3e-4, lora_lr=1e-3,
+                     eta_steps=20, ft_images=256, ft_few=16, ft_batch=32, ft_lr=3e-4, lora_lr=3e-4,
                      ft_checkpoints=(0, 100, 200, 400), lora_rank=8, n_show=8, sample_steps=50, n_measure=64,
                      script_steps=200),
     },
