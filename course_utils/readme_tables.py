@@ -24,7 +24,8 @@ from .files import write_text_atomic
 from .pretrained import cards
 
 ROOT = Path(__file__).resolve().parents[1]
-READMES = {"README.md": "en", "README.zh-CN.md": "zh"}
+# the files whose generated tables this module writes (TEACHING quotes the same times as the README)
+READMES = {"README.md": "en", "README.zh-CN.md": "zh", "TEACHING.md": "en", "TEACHING.zh-CN.md": "zh"}
 NOTE_ESTIMATE = "estimate: FLOPs counted from each chapter's settings, as minutes on a free Colab T4, not measured"
 # The Chinese README's words for the tables' fixed words; the cells themselves (from English records) stay English.
 ZH = {"model": "模型", "what": "内容", "parameters": "参数量", "training": "训练", "size": "大小",
