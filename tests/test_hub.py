@@ -148,6 +148,8 @@ def test_every_hub_repository_a_chapter_loads_is_listed_once_with_its_fallback()
     call = re.compile(r"(?:from_pretrained|load_dataset|from_hub)\(\s*\"([\w.-]+/[\w.-]+)\"")
     for notebook in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-        loaded |= {m for c in cells if c["cell_type"] == "code" for m in call.findall("".join(c["source"]))}
+        code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        loaded |= {m for c in code for m in call.findall(c)}
+        loaded |= {m for c in code if "from_hub(" in c for m in re.findall(r"\"([\w.-]+/[\w.-]+)\"", c)}
     assert loaded - HUB_REPOS.keys() == set(), "a chapter loads a Hub id that course_utils.hub.HUB_REPOS lacks"
     assert HUB_REPOS.keys() - loaded == set(), "HUB_REPOS lists an id no chapter loads"
