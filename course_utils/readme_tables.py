@@ -24,8 +24,9 @@ from .files import write_text_atomic
 from .pretrained import cards
 
 ROOT = Path(__file__).resolve().parents[1]
-# the files whose generated tables this module writes (TEACHING quotes the same times as the README)
-READMES = {"README.md": "en", "README.zh-CN.md": "zh", "TEACHING.md": "en", "TEACHING.zh-CN.md": "zh"}
+READMES = {"README.md": "en", "README.zh-CN.md": "zh"}
+# every file with generated tables: the READMEs, and TEACHING (its times table is the README's)
+FILES = {**READMES, "TEACHING.md": "en", "TEACHING.zh-CN.md": "zh"}
 NOTE_ESTIMATE = "estimate: FLOPs counted from each chapter's settings, as minutes on a free Colab T4, not measured"
 # The Chinese README's words for the tables' fixed words; the cells themselves (from English records) stay English.
 ZH = {"model": "模型", "what": "内容", "parameters": "参数量", "training": "训练", "size": "大小",
@@ -216,7 +217,7 @@ def render(text: str, lang: str) -> str:
 def stale(root: Path = ROOT) -> list[str]:
     """The generated blocks of each README that differ from their records, as ``README.md: timings``."""
     problems = []
-    for name, lang in READMES.items():
+    for name, lang in FILES.items():
         text = (root / name).read_text(encoding="utf-8")
         fresh = dict((m.group(2), m.group(3)) for m in BLOCK.finditer(render(text, lang)))
         problems += [f"{name}: {table}" for table, body in ((m.group(2), m.group(3)) for m in BLOCK.finditer(text))
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in problems:
             print(f"error: {p} differs from its records; run python -m course_utils.readme_tables", file=sys.stderr)
         return 1 if problems else 0
-    for name, lang in READMES.items():
+    for name, lang in FILES.items():
         file = ROOT / name
         text = file.read_text(encoding="utf-8")
         if render(text, lang) != text:

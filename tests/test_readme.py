@@ -22,8 +22,14 @@ def test_each_readme_holds_every_table(name):
     assert sorted(m.group(2) for m in readme_tables.BLOCK.finditer(text)) == sorted(readme_tables.TABLES)
 
 
+def test_teaching_quotes_the_readme_s_generated_times():
+    for name in ("TEACHING.md", "TEACHING.zh-CN.md"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        assert [m.group(2) for m in readme_tables.BLOCK.finditer(text)] == ["timings"], name
+
+
 def test_a_changed_record_makes_the_table_stale(tmp_path, monkeypatch):
-    for name in READMES:
+    for name in readme_tables.FILES:
         (tmp_path / name).write_text((ROOT / name).read_text(encoding="utf-8"), encoding="utf-8")
     assert readme_tables.stale(tmp_path) == []
     real = readme_tables.timing_records
@@ -35,7 +41,7 @@ def test_a_changed_record_makes_the_table_stale(tmp_path, monkeypatch):
         return records
 
     monkeypatch.setattr(readme_tables, "timing_records", slower)
-    assert readme_tables.stale(tmp_path) == ["README.md: timings", "README.zh-CN.md: timings"]
+    assert readme_tables.stale(tmp_path) == [f"{name}: timings" for name in readme_tables.FILES]
 
 
 def test_the_tables_name_every_shipped_model_and_every_notebook():
