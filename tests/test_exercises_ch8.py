@@ -1,14 +1,15 @@
 """Chapter 8's exercises: each reference solution passes its check, a typical wrong answer fails it, both languages."""
 
-import torch
+import pytest
 
 from course_utils.exercises import TODO
 from course_utils.exercises.chapter8 import (
-    check_guided_noise,
+    check_negative_prompt,
     check_strength_for_t600,
     check_vae_round_trip,
     img2img_start,
 )
+from course_utils.pretrained import path
 
 
 def stub(*args):
@@ -24,13 +25,33 @@ def test_the_strength_for_t600_is_the_one_img2img_starts_at_601():
     assert check_strength_for_t600(None).status == "not done"
 
 
-def test_classifier_free_guidance_is_checked_at_several_scales():
-    assert check_guided_noise(lambda u, c, s: u + s * (c - u)).status == "right"
-    verdict = check_guided_noise(lambda u, c, s: c + s * (c - u))  # extrapolating from the prompt's side
-    assert verdict.status == "wrong" and "scale 0" in verdict.en and "引导强度 0" in verdict.zh
-    verdict = check_guided_noise(lambda u, c, s: torch.cat([u, c]))
-    assert verdict.status == "wrong" and "shape" in verdict.en and "形状" in verdict.zh
-    assert check_guided_noise(stub).status == "not done"
+@pytest.fixture(scope="module")
+def text_parts():
+    """The shipped tiny Stable Diffusion's tokenizer and text encoder (offline, seconds)."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    folder = path("tiny-sd-butterflies")
+    return (CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
+            CLIPTextModel.from_pretrained(folder, subfolder="text_encoder").eval())
+
+
+def solution_embed_pair(tokenizer, text_encoder, prompt, negative, padding="max_length"):
+    ids = tokenizer([negative, prompt], padding=padding, max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    return text_encoder(ids.to(text_encoder.device))[0]
+
+
+def test_the_negative_prompt_goes_first_where_the_empty_one_was(text_parts):
+    tokenizer, text_encoder = text_parts
+    assert check_negative_prompt(solution_embed_pair, tokenizer, text_encoder).status == "right"
+    swapped = check_negative_prompt(lambda tok, enc, p, n: solution_embed_pair(tok, enc, n, p), tokenizer, text_encoder)
+    assert swapped.status == "wrong" and "swapped" in swapped.en and "顺序反了" in swapped.zh
+    empty = check_negative_prompt(lambda tok, enc, p, n: solution_embed_pair(tok, enc, p, ""), tokenizer, text_encoder)
+    assert empty.status == "wrong" and "empty prompt" in empty.en and "空提示词" in empty.zh
+    short = check_negative_prompt(lambda tok, enc, p, n: solution_embed_pair(tok, enc, p, n, padding=True),
+                                  tokenizer, text_encoder)
+    assert short.status == "wrong" and "model_max_length" in short.en and "填充" in short.zh
+    assert check_negative_prompt(stub, tokenizer, text_encoder).status == "not done"
 
 
 def solution_to_latents(vae, images):

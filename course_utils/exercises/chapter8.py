@@ -1,4 +1,4 @@
-"""Chapter 8's exercises: img2img's start, classifier-free guidance, the VAE's scaling factor (checked offline)."""
+"""Chapter 8's exercises: img2img's start, a negative prompt's embeddings, the VAE's scaling factor (offline)."""
 
 from __future__ import annotations
 
@@ -49,24 +49,42 @@ def check_strength_for_t600(strength: float, steps: int = 50) -> Verdict:
 
 
 @checked
-def check_guided_noise(guided_noise: Callable) -> Verdict:
-    """Exercise 2: ``guided_noise(eps_empty, eps_text, scale)`` is classifier-free guidance (Ho & Salimans, 2022)."""
-    g = torch.Generator().manual_seed(0)
-    eps_empty, eps_text = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
-    for scale in (0.0, 1.0, 5.0, 7.5):
-        got = guided_noise(eps_empty.clone(), eps_text.clone(), scale)
-        want = eps_empty + scale * (eps_text - eps_empty)
-        if (off := wrong_shape(got, want, f"at scale {scale} it", f"引导强度 {scale} 时")) is not None:
-            return off
-        if not torch.allclose(got, want, atol=1e-5):
-            hint = {0.0: ("scale 0 must give the empty prompt's prediction", "引导强度 0 应得到空提示词的预测"),
-                    1.0: ("scale 1 must give the prompt's prediction alone", "引导强度 1 应只得到提示词的预测")}.get(
-                scale, ("start from the empty prompt's prediction and go s times the difference towards the prompt's",
-                        "从空提示词的预测出发，朝提示词的预测方向走 s 倍的差"))
-            return wrong(f"at scale {scale} it is off by {(got - want).abs().max():.3g}: {hint[0]}",
-                         f"引导强度 {scale} 时偏差 {(got - want).abs().max():.3g}：{hint[1]}")
-    return right("ε(∅) + s·(ε(prompt) − ε(∅)) at scales 0, 1, 5 and 7.5: the empty prompt at 0, the prompt at 1",
-                 "引导强度 0、1、5、7.5 下都等于 ε(∅) + s·(ε(prompt) − ε(∅))：0 是空提示词，1 是提示词本身")
+def check_negative_prompt(embed_pair: Callable, tokenizer, text_encoder) -> Verdict:
+    """Exercise 2: ``embed_pair(tokenizer, text_encoder, prompt, negative)`` is what the U-Net reads under
+    classifier-free guidance with a negative prompt: the negative's embeddings first, then the prompt's, as
+    ``StableDiffusionPipeline.encode_prompt`` makes them."""
+    from diffusers import StableDiffusionPipeline
+
+    prompt, negative = "a red butterfly on a white background", "a blue background"
+    with torch.no_grad():
+        text, uncond = StableDiffusionPipeline.encode_prompt(
+            SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder), prompt, text_encoder.device, 1, True,
+            negative_prompt=negative)
+        want = torch.cat([uncond, text])
+        got = embed_pair(tokenizer, text_encoder, prompt, negative)
+    if hasattr(got, "shape") and got.ndim == 3 and len(got) == 2 and got.shape[1] != want.shape[1]:
+        return wrong(f"{got.shape[1]} positions, the pipeline's have {want.shape[1]}: pad both prompts to "
+                     "tokenizer.model_max_length (padding='max_length', truncation=True)",
+                     f"{got.shape[1]} 个位置，管线的是 {want.shape[1]} 个：把两个提示词都填充到 "
+                     "tokenizer.model_max_length（padding='max_length'，truncation=True）")
+    if (off := wrong_shape(got, want, "the pair", "这一对嵌入")) is not None:
+        return off
+    got = got.to(want)
+    if torch.allclose(got, want, atol=1e-5):
+        return right("the negative prompt's embeddings, then the prompt's: the pair encode_prompt gives the U-Net",
+                     "先是负面提示词的嵌入，再是提示词的：与 encode_prompt 交给 U-Net 的一对相同")
+    if torch.allclose(got, torch.cat([text, uncond]), atol=1e-5):
+        return wrong("the two are swapped: the pipeline puts the negative (unconditional) embeddings first",
+                     "两者顺序反了：管线把负面（无条件）嵌入放在前面")
+    empty = StableDiffusionPipeline.encode_prompt(SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder),
+                                                  prompt, text_encoder.device, 1, True)[1]
+    if torch.allclose(got[:1], empty, atol=1e-5):
+        return wrong("the first half is the empty prompt's: the negative prompt takes its place",
+                     "前一半是空提示词的嵌入：负面提示词应该取代它的位置")
+    return wrong(f"off by {(got - want).abs().max():.3g}: tokenize both with padding='max_length', "
+                 "max_length=tokenizer.model_max_length and truncation=True, then take text_encoder(ids)[0]",
+                 f"偏差 {(got - want).abs().max():.3g}：两个都用 padding='max_length'、"
+                 "max_length=tokenizer.model_max_length、truncation=True 分词，再取 text_encoder(ids)[0]")
 
 
 def _vae():
