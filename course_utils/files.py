@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -100,4 +101,17 @@ def save_pipeline(pipeline, folder: str | Path) -> Path:
     """
     with atomic_folder(folder, replace=True) as tmp:
         pipeline.save_pretrained(tmp, safe_serialization=True)
+        forget_source(tmp)
     return Path(folder)
+
+
+def forget_source(folder: str | Path) -> None:
+    """Drop ``_name_or_path`` from a saved pipeline's ``model_index.json`` and components' ``config.json``.
+
+    diffusers records there the folder a pipeline was loaded from (a local path, with the user's name in it);
+    nothing reads it back, and it should not be uploaded to the Hub.
+    """
+    for config in [Path(folder) / "model_index.json", *Path(folder).glob("*/config.json")]:
+        if config.is_file() and "_name_or_path" in (data := json.loads(config.read_text(encoding="utf-8"))):
+            del data["_name_or_path"]
+            write_text_atomic(config, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from .files import atomic_folder, write_text_atomic
+from .files import atomic_folder, forget_source, write_text_atomic
 
 CHECKPOINT_PREFIX = "checkpoint-"
 LOG_FILE = "training_log.json"
@@ -86,6 +86,7 @@ def save_pipeline_into(pipeline, folder: Path) -> None:
     staging = folder / ".pipeline-staging"
     with atomic_folder(staging, replace=True) as tmp:
         pipeline.save_pretrained(tmp, safe_serialization=True)
+        forget_source(tmp)
     for entry in sorted(staging.iterdir(), key=lambda p: p.name == "model_index.json"):
         target = folder / entry.name
         if entry.is_dir() and target.exists():

@@ -67,3 +67,14 @@ def test_a_default_ddim_scheduler_has_the_wrong_noise_schedule():
     assert not verdict and "from_config" in verdict.en and "线性" in verdict.zh
     verdict = check_ddim_pipeline(lambda pipeline: pipeline)
     assert not verdict and "DDIMPipeline" in verdict.en
+
+
+def test_a_ddim_pipeline_must_draw_the_chapters_ddim_images_at_eta_0():
+    def trailing(pipeline):  # right schedule and target, other timesteps: not the chapter's DDIM
+        return DDIMPipeline(unet=pipeline.unet, scheduler=DDIMScheduler.from_config(pipeline.scheduler.config,
+                                                                                    timestep_spacing="trailing"))
+
+    verdict = check_ddim_pipeline(trailing)
+    assert not verdict and "eta=0" in verdict.en and "eta=0" in verdict.zh
+    verdict = check_ddim_pipeline(to_ddim)
+    assert verdict and "eta = 1" in verdict.en and "eta = 1" in verdict.zh

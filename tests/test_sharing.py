@@ -101,6 +101,19 @@ def test_atomic_folder_keeps_the_old_one_when_the_write_fails(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
 
 
+def test_a_saved_pipeline_carries_no_local_path(saved_pipeline, tmp_path):
+    """diffusers writes the folder a pipeline was loaded from into its configs; the course's saves drop it (it
+    would be uploaded to the Hub with the user's name in it), and the shipped pipelines carry none."""
+    from course_utils import pretrained
+
+    loaded = DDPMPipeline.from_pretrained(saved_pipeline, use_safetensors=True)
+    again = save_pipeline(loaded, tmp_path / "again")
+    shipped = [pretrained.path(name) for name in pretrained.NAMES]
+    configs = [c for folder in [again, *shipped] for c in [folder / "model_index.json", *folder.glob("*/config.json")]]
+    assert len(configs) > 2 * len(shipped)
+    assert not [str(c) for c in configs if "_name_or_path" in c.read_text()]
+
+
 def test_save_pipeline_failure_leaves_no_folder(tmp_path):
     class Broken:
         def save_pretrained(self, folder, safe_serialization=True):
