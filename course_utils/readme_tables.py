@@ -3,10 +3,12 @@
     python -m course_utils.readme_tables           # rewrite the tables in README.md and README.zh-CN.md
     python -m course_utils.readme_tables --check   # exit 1 and name the stale tables (tests/test_readme.py)
 
-Three tables, each between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->``:
+Four tables, each between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->``:
 ``models`` from each shipped pipeline's ``training.json`` and ``scores.json`` (``course_utils/pretrained/*/``),
 ``timings`` from ``benchmarks/results/timings-<profile>.json`` (``run_course --record`` updates them) for every
-``notebooks/*.ipynb``, and ``benchmarks`` from each ``benchmarks/*.py`` and its records in ``benchmarks/results/``.
+``notebooks/*.ipynb``, ``benchmarks`` from each ``benchmarks/*.py`` and its records in ``benchmarks/results/``,
+and ``results`` (docs/chapter-results.md) from ``course_utils/references.json``: the numbers the chapters print
+beside yours.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .pretrained import cards
 ROOT = Path(__file__).resolve().parents[1]
 READMES = {"README.md": "en", "README.zh-CN.md": "zh"}
 # every file with generated tables: the READMEs, and TEACHING (its times table is the README's)
-FILES = {**READMES, "TEACHING.md": "en", "TEACHING.zh-CN.md": "zh"}
+FILES = {**READMES, "TEACHING.md": "en", "TEACHING.zh-CN.md": "zh", "docs/chapter-results.md": "en"}
 NOTE_ESTIMATE = "estimate: FLOPs counted from each chapter's settings, as minutes on a free Colab T4, not measured"
 # The Chinese README's words for the tables' fixed words; the cells themselves (from English records) stay English.
 ZH = {"model": "模型", "what": "内容", "parameters": "参数量", "training": "训练", "size": "大小",
@@ -200,7 +202,27 @@ def benchmarks_table(lang: str = "en") -> list[str]:
     return _table(["script", "measures", "records", "device"], rows, lang)
 
 
-TABLES = {"models": models_table, "timings": timings_table, "benchmarks": benchmarks_table}
+def results_table(lang: str = "en") -> list[str]:
+    """One row per number a chapter prints beside the course's own (``references.compare``): the value the
+    course's recording run measured in each profile, ± its bootstrap spread, and the date of that run."""
+    from .references import FILE, _number
+
+    table = json.loads(FILE.read_text(encoding="utf-8")) if FILE.is_file() else {}
+    keys = sorted({key for entries in table.values() for key in entries},
+                  key=lambda k: (int(re.match(r"ch(\d+)", k).group(1)) if re.match(r"ch\d+", k) else 99, k))
+    profiles = [p for p in PROFILES if table.get(p)]
+    rows = []
+    for key in keys:
+        chapter, _, what = key.partition(": ")
+        cells = [chapter, what]
+        for profile in profiles:
+            entry = table[profile].get(key)
+            cells.append(f"{_number(entry['value'], entry.get('spread'), 3)} ({entry['date']})" if entry else "")
+        rows.append(cells)
+    return _table(["chapter", "measure", *(f"`{p}`" for p in profiles)], rows, lang)
+
+
+TABLES = {"models": models_table, "timings": timings_table, "benchmarks": benchmarks_table, "results": results_table}
 
 
 def render(text: str, lang: str) -> str:

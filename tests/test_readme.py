@@ -19,7 +19,8 @@ def test_every_generated_table_agrees_with_its_records():
 @pytest.mark.parametrize("name", READMES)
 def test_each_readme_holds_every_table(name):
     text = (ROOT / name).read_text(encoding="utf-8")
-    assert sorted(m.group(2) for m in readme_tables.BLOCK.finditer(text)) == sorted(readme_tables.TABLES)
+    assert sorted(m.group(2) for m in readme_tables.BLOCK.finditer(text)) == sorted(set(readme_tables.TABLES)
+                                                                                     - {"results"})
 
 
 def test_teaching_quotes_the_readme_s_generated_times():
@@ -28,8 +29,28 @@ def test_teaching_quotes_the_readme_s_generated_times():
         assert [m.group(2) for m in readme_tables.BLOCK.finditer(text)] == ["timings"], name
 
 
+def test_chapter_results_lists_every_recorded_reference(tmp_path, monkeypatch):
+    """docs/chapter-results.md is the table of references.json: one row per key, its value and date."""
+    import json
+
+    from course_utils import references
+
+    text = (ROOT / "docs" / "chapter-results.md").read_text(encoding="utf-8")
+    assert [m.group(2) for m in readme_tables.BLOCK.finditer(text)] == ["results"]
+    recorded = json.loads(references.FILE.read_text(encoding="utf-8"))
+    for entries in recorded.values():
+        for key, entry in entries.items():
+            chapter, _, what = key.partition(": ")
+            assert f"| {chapter} | {what} |" in text and f"({entry['date']})" in text, key
+    fake = tmp_path / "references.json"
+    fake.write_text(json.dumps({"cpu": {"ch9: a new measure": {"value": 1.5, "spread": 0.25, "date": "2027-01-01"}}}))
+    monkeypatch.setattr(references, "FILE", fake)
+    assert readme_tables.results_table()[2] == "| ch9 | a new measure | 1.5 ± 0.25 (2027-01-01) |"
+
+
 def test_a_changed_record_makes_the_table_stale(tmp_path, monkeypatch):
     for name in readme_tables.FILES:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text((ROOT / name).read_text(encoding="utf-8"), encoding="utf-8")
     assert readme_tables.stale(tmp_path) == []
     real = readme_tables.timing_records
@@ -41,7 +62,8 @@ def test_a_changed_record_makes_the_table_stale(tmp_path, monkeypatch):
         return records
 
     monkeypatch.setattr(readme_tables, "timing_records", slower)
-    assert readme_tables.stale(tmp_path) == [f"{name}: timings" for name in readme_tables.FILES]
+    with_times = [name for name in readme_tables.FILES if "<!-- generated: timings" in (ROOT / name).read_text()]
+    assert len(with_times) == 4 and readme_tables.stale(tmp_path) == [f"{name}: timings" for name in with_times]
 
 
 def test_the_tables_name_every_shipped_model_and_every_notebook():
