@@ -35,19 +35,17 @@ def reference(key: str, profile: str | None = None) -> dict | None:
     return _table().get(profile or get_profile(), {}).get(key)
 
 
-def compare(key: str, value: float, spread: float | None = None, digits: int = 3) -> str:
-    """Print the learner's ``value`` (± ``spread``) beside the course's reference for the active profile."""
+def compare(key: str, value: float, spread: float | None = None, digits: int = 3) -> None:
+    """Print the learner's ``value`` (± ``spread``) beside the course's reference for the active profile (alone
+    where the course has none for this profile). Returns nothing, so a cell that ends with it echoes nothing."""
     profile = get_profile()
     ref = reference(key, profile)
     line = f"{key}: yours {_number(value, spread, digits)}"
-    if ref is None:
-        line += f" · the course has no {profile} reference yet"
-    else:
+    if ref is not None:
         line += f" · the course's {profile} run: {_number(ref['value'], ref.get('spread'), digits)}"  # its date: json
     print(line)
     if os.environ.get(RECORD):
         record(key, value, spread, profile)
-    return line
 
 
 def record(key: str, value: float, spread: float | None, profile: str) -> None:
