@@ -1,14 +1,16 @@
-"""The README's tables, written from the records that hold their numbers (never typed by hand).
+"""The course's generated tables, written from the records that hold their numbers (never typed by hand).
 
-    python -m course_utils.readme_tables           # rewrite the tables in README.md and README.zh-CN.md
+    python -m course_utils.readme_tables           # rewrite every generated table (the files in FILES)
     python -m course_utils.readme_tables --check   # exit 1 and name the stale tables (tests/test_readme.py)
 
 Four tables, each between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->``:
-``models`` from each shipped pipeline's ``training.json`` and ``scores.json`` (``course_utils/pretrained/*/``),
-``timings`` from ``benchmarks/results/timings-<profile>.json`` (``run_course --record`` updates them) for every
-``notebooks/*.ipynb``, ``benchmarks`` from each ``benchmarks/*.py`` and its records in ``benchmarks/results/``,
-and ``results`` (docs/chapter-results.md) from ``course_utils/references.json``: the numbers the chapters print
-beside yours.
+``models`` (docs/pretrained.md) from each shipped pipeline's ``training.json`` and ``scores.json``
+(``course_utils/pretrained/*/``), ``timings`` (docs/measurements.md, TEACHING.md) from
+``benchmarks/results/timings-<profile>.json`` (``run_course --record`` updates them) for every
+``notebooks/*.ipynb``, ``benchmarks`` (docs/measurements.md, benchmarks/README.md) from each ``benchmarks/*.py``
+and its records in ``benchmarks/results/``, and ``results`` (docs/chapter-results.md) from
+``course_utils/references.json``: the numbers the chapters print beside yours. A table's links are written
+relative to the file that holds it.
 """
 
 from __future__ import annotations
@@ -27,10 +29,14 @@ from .pretrained import cards
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = {"README.md": "en", "README.zh-CN.md": "zh"}
-# every file with generated tables: the READMEs, and TEACHING (its times table is the README's)
-FILES = {**READMES, "TEACHING.md": "en", "TEACHING.zh-CN.md": "zh", "docs/chapter-results.md": "en"}
+# every file with generated tables, and its language; HOMES says which tables each one holds
+HOMES = {"docs/pretrained.md": ["models"], "docs/zh/pretrained.md": ["models"],
+         "docs/measurements.md": ["timings", "benchmarks"], "docs/zh/measurements.md": ["timings", "benchmarks"],
+         "TEACHING.md": ["timings"], "TEACHING.zh-CN.md": ["timings"], "benchmarks/README.md": ["benchmarks"],
+         "docs/chapter-results.md": ["results"]}
+FILES = {name: "zh" if "/zh/" in name or name.endswith(".zh-CN.md") else "en" for name in HOMES}
 NOTE_ESTIMATE = "estimate: FLOPs counted from each chapter's settings, as minutes on a free Colab T4, not measured"
-# The Chinese README's words for the tables' fixed words; the cells themselves (from English records) stay English.
+# The Chinese pages' words for the tables' fixed words; the cells themselves (from English records) stay English.
 ZH = {"model": "模型", "what": "内容", "parameters": "参数量", "training": "训练", "size": "大小",
       "quality": "质量（样本数与采样器见模型卡片）", "notebook": "notebook", "not measured": "未测",
       "script": "脚本", "measures": "测量什么", "records": "记录（日期）", "device": "设备",
@@ -39,10 +45,11 @@ ZH = {"model": "模型", "what": "内容", "parameters": "参数量", "training"
       "`full` on a T4 (estimate)": "`full` 在 T4 上（估计）",
       NOTE_ESTIMATE: "估计：按各章设置数出 FLOPs，换算成免费 Colab T4 上的分钟数，不是实测"}
 BLOCK = re.compile(r"(<!-- generated: (\w+)[^>]*-->\n)(.*?)(<!-- end generated: \2 -->)", re.S)
+LINK = re.compile(r"\]\((?![a-z]+://)([^)\s]+)\)")
 
 
 def _word(text: str, lang: str) -> str:
-    """``text`` in the README's language."""
+    """``text`` in the page's language."""
     return ZH.get(text, text) if lang == "zh" else text
 
 
@@ -52,7 +59,7 @@ def _row(cells: list[str]) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], lang: str) -> list[str]:
-    """A Markdown table with its header in the README's language."""
+    """A Markdown table with its header in the page's language."""
     return [_row([_word(h, lang) for h in header]), "|" + "---|" * len(header), *map(_row, rows)]
 
 
@@ -133,7 +140,7 @@ def models_table(lang: str = "en") -> list[str]:
 
 
 def _duration(seconds: float) -> str:
-    """Seconds as the README writes a time: ``53 s``, ``3 min 41 s``."""
+    """Seconds as the pages write a time: ``53 s``, ``3 min 41 s``."""
     seconds = round(seconds)
     return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
@@ -225,30 +232,37 @@ def results_table(lang: str = "en") -> list[str]:
 TABLES = {"models": models_table, "timings": timings_table, "benchmarks": benchmarks_table, "results": results_table}
 
 
-def render(text: str, lang: str) -> str:
-    """``text`` with every generated block rewritten from the records."""
+def _up(name: str) -> str:
+    """The way from file ``name`` (relative to the repository root) back to the root: ``""``, ``"../"``, ..."""
+    return "../" * (len(Path(name).parts) - 1)
+
+
+def render(text: str, lang: str, up: str = "") -> str:
+    """``text`` with every generated block rewritten from the records; ``up`` leads from the file to the root,
+    and goes before every relative link (the tables write them from the root)."""
     def block(match: re.Match) -> str:
         name = match.group(2)
         if name not in TABLES:
             raise KeyError(f"<!-- generated: {name} -->: no such table; use one of {', '.join(TABLES)}")
-        return match.group(1) + "\n".join(TABLES[name](lang)) + "\n" + match.group(4)
+        body = LINK.sub(lambda m: f"]({up}{m.group(1)})", "\n".join(TABLES[name](lang)))
+        return match.group(1) + body + "\n" + match.group(4)
 
     return BLOCK.sub(block, text)
 
 
 def stale(root: Path = ROOT) -> list[str]:
-    """The generated blocks of each README that differ from their records, as ``README.md: timings``."""
+    """The generated blocks of each file that differ from their records, as ``TEACHING.md: timings``."""
     problems = []
     for name, lang in FILES.items():
         text = (root / name).read_text(encoding="utf-8")
-        fresh = dict((m.group(2), m.group(3)) for m in BLOCK.finditer(render(text, lang)))
+        fresh = dict((m.group(2), m.group(3)) for m in BLOCK.finditer(render(text, lang, _up(name))))
         problems += [f"{name}: {table}" for table, body in ((m.group(2), m.group(3)) for m in BLOCK.finditer(text))
                      if fresh[table] != body]
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rewrite the READMEs' generated tables (or, with ``--check``, list the stale ones and exit 1)."""
+    """Rewrite the generated tables (or, with ``--check``, list the stale ones and exit 1)."""
     parser = argparse.ArgumentParser(prog="python -m course_utils.readme_tables", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a table is stale")
     args = parser.parse_args(argv)
@@ -260,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, lang in FILES.items():
         file = ROOT / name
         text = file.read_text(encoding="utf-8")
-        if render(text, lang) != text:
-            write_text_atomic(file, render(text, lang))
+        if render(text, lang, _up(name)) != text:
+            write_text_atomic(file, render(text, lang, _up(name)))
             print(f"updated {name}")
     return 0
 

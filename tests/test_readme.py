@@ -1,4 +1,5 @@
-"""The README a newcomer reads: its tables agree with the records they come from, and what it names exists."""
+"""The README a newcomer reads and the reference pages in docs/: their generated tables agree with the records they
+come from, each table lives where it belongs, what they name exists, and they read as reference, not as a diary."""
 
 import re
 import tomllib
@@ -10,23 +11,40 @@ from course_utils import pretrained, readme_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = list(readme_tables.READMES)
+# every Markdown page a learner or instructor reads: the READMEs, TEACHING, benchmarks/README and docs/
+PAGES = READMES + ["TEACHING.md", "TEACHING.zh-CN.md", "benchmarks/README.md"] + sorted(
+    p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md"))
+DATE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
 
 
 def test_every_generated_table_agrees_with_its_records():
     assert readme_tables.stale() == [], "run: .venv/bin/python -m course_utils.readme_tables"
 
 
-@pytest.mark.parametrize("name", READMES)
-def test_each_readme_holds_every_table(name):
+@pytest.mark.parametrize("name", PAGES)
+def test_each_page_holds_the_tables_it_should(name):
+    """models in docs/pretrained.md, timings in docs/measurements.md and TEACHING, benchmarks in
+    docs/measurements.md and benchmarks/README.md, results in docs/chapter-results.md; no other page has one."""
     text = (ROOT / name).read_text(encoding="utf-8")
-    assert sorted(m.group(2) for m in readme_tables.BLOCK.finditer(text)) == sorted(set(readme_tables.TABLES)
-                                                                                     - {"results"})
+    assert [m.group(2) for m in readme_tables.BLOCK.finditer(text)] == readme_tables.HOMES.get(name, [])
 
 
-def test_teaching_quotes_the_readme_s_generated_times():
-    for name in ("TEACHING.md", "TEACHING.zh-CN.md"):
-        text = (ROOT / name).read_text(encoding="utf-8")
-        assert [m.group(2) for m in readme_tables.BLOCK.finditer(text)] == ["timings"], name
+def test_every_table_has_a_home_in_both_languages():
+    homes = {table: [name for name, tables in readme_tables.HOMES.items() if table in tables]
+             for table in readme_tables.TABLES}
+    assert all(homes.values()), homes
+    for table in ("models", "timings", "benchmarks"):
+        assert {readme_tables.FILES[name] for name in homes[table]} == {"en", "zh"}, table
+
+
+def test_few_dated_lines_outside_generated_tables():
+    """Reference, not a diary: a date stays only where a figure needs it; the generated tables carry the rest."""
+    dated = []
+    for name in PAGES:
+        text = readme_tables.BLOCK.sub("", (ROOT / name).read_text(encoding="utf-8"))
+        dated += [f"{name}: {line.strip()[:80]}" for line in text.splitlines() if DATE.search(line)]
+    assert len(dated) <= 12, "\n".join(dated)
+    assert not any(DATE.search(line) for name in READMES for line in (ROOT / name).read_text().splitlines())
 
 
 def test_chapter_results_lists_every_recorded_reference(tmp_path, monkeypatch):
@@ -50,7 +68,7 @@ def test_chapter_results_lists_every_recorded_reference(tmp_path, monkeypatch):
 
 def test_a_changed_record_makes_the_table_stale(tmp_path, monkeypatch):
     for name in readme_tables.FILES:
-        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text((ROOT / name).read_text(encoding="utf-8"), encoding="utf-8")
     assert readme_tables.stale(tmp_path) == []
     real = readme_tables.timing_records
@@ -73,32 +91,47 @@ def test_the_tables_name_every_shipped_model_and_every_notebook():
     assert all(f"| {p.stem} |" in timings for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
 
 
-@pytest.mark.parametrize("name", READMES)
+def _anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.*)$", text, re.M)}
+
+
+@pytest.mark.parametrize("name", PAGES)
 def test_every_relative_link_resolves(name):
-    text = (ROOT / name).read_text(encoding="utf-8")
-    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
-    missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
-    assert not missing, f"{name} links to files that do not exist: {missing}"
+    """A link (relative to the page) names a file that exists, and a #anchor into a Markdown page a heading of it."""
+    page = ROOT / name
+    text = page.read_text(encoding="utf-8")
+    missing = []
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
+        if "://" in target:
+            continue
+        file = (page.parent / target) if target else page
+        if not file.exists():
+            missing.append(target)
+        elif anchor and file.suffix == ".md" and anchor not in _anchors(file.read_text(encoding="utf-8")):
+            missing.append(f"{target}#{anchor}")
+    assert not missing, f"{name} links to files or headings that do not exist: {missing}"
 
 
-@pytest.mark.parametrize("name", READMES)
+@pytest.mark.parametrize("name", PAGES)
 def test_every_make_target_named_exists(name):
     text = (ROOT / name).read_text(encoding="utf-8")
     makefile = (ROOT / "Makefile").read_text()
     targets = set(re.findall(r"^([\w-]+):", makefile, re.M))
     named = set(re.findall(r"`make (?:\w+=\S+ )*([\w-]+)", text))  # make PYTHON=... test: the target
-    assert named and named <= targets, f"{name} names make targets the Makefile lacks: {named - targets}"
+    assert named <= targets, f"{name} names make targets the Makefile lacks: {named - targets}"
+    assert named or name not in READMES, f"{name} names no make target"
 
 
-@pytest.mark.parametrize("name", READMES)
-def test_the_layout_names_every_module_and_benchmark(name):
-    text = (ROOT / name).read_text(encoding="utf-8")
+def test_the_layout_names_every_module_and_benchmark():
+    text = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")
     layout = text[text.index("<!-- layout -->"):text.index("<!-- end layout -->")]
     modules = [p.stem for p in (ROOT / "course_utils").glob("*.py") if p.stem not in ("__init__", "__main__")]
     modules += [p.name for p in (ROOT / "course_utils").iterdir() if (p / "__init__.py").is_file()]
     missing = [m for m in modules if f"`{m}`" not in layout]
     missing += [p.name for p in (ROOT / "benchmarks").glob("*.py") if f"`{p.name}`" not in layout]
-    assert not missing, f"{name}'s layout does not name: {missing}"
+    assert not missing, f"docs/contributing.md's layout does not name: {missing}"
 
 
 def test_the_python_version_is_the_same_everywhere():
@@ -114,3 +147,19 @@ def test_the_python_version_is_the_same_everywhere():
 def test_the_two_readmes_have_the_same_sections():
     english, chinese = ((ROOT / n).read_text(encoding="utf-8") for n in READMES)
     assert len(re.findall(r"^## ", english, re.M)) == len(re.findall(r"^## ", chinese, re.M))
+
+
+@pytest.mark.parametrize("name", READMES)
+def test_the_readme_is_a_front_door(name):
+    """At most 250 lines; the reference lives in docs/, and each page a learner needs has a Chinese version."""
+    text = (ROOT / name).read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250
+    pages = ("install", "offline-and-mirrors", "train-your-own", "pretrained", "measurements")
+    folder = "docs/zh/" if name.endswith("zh-CN.md") else "docs/"
+    assert all(f"]({folder}{page}.md" in text for page in pages) and "](docs/glossary.md)" in text
+
+
+def test_chinese_pages_match_english_ones():
+    english = {p.name for p in (ROOT / "docs").glob("*.md")}
+    chinese = {p.name for p in (ROOT / "docs" / "zh").glob("*.md")}
+    assert chinese <= english and {"install.md", "offline-and-mirrors.md"} <= chinese
