@@ -53,7 +53,7 @@ test-wheelhouse: install wheelhouse
 
 # The test suite: offline, small profile, every notebook executed by nbval. One pytest worker per core
 # (pytest-xdist; a notebook's cells stay together and in order: --dist loadfile), each with one thread, so
-# workers never fight over cores (measured times: README.md, "Measured times"); the slowest fifteen are listed
+# workers never fight over cores (measured times: docs/measurements.md); the slowest fifteen are listed
 # at the end (--durations), to see where the time goes.
 test: install
 	COURSE_PROFILE=small HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
