@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMPipeline, DDPMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DModel
+from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DModel
 from diffusers.training_utils import compute_snr
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 
@@ -240,21 +238,3 @@ def train_ddpm(
             count += 1
         means.append(float(total) / max(count, 1))
     return means
-
-
-def tiny_butterfly_pipeline(folder: str | Path, n_images: int = 64, epochs: int = 3, seed: int = 0) -> Path:
-    """Train a tiny 32-px pipeline on synthetic butterflies for a few seconds and save it to ``folder``.
-
-    A stand-in for chapter 3's pipeline when a learner starts at chapter 4: it runs, but it samples blobs.
-    """
-    from .data import load_butterflies, with_preprocessing
-    from .files import save_pipeline
-
-    torch.manual_seed(seed)
-    dataset = with_preprocessing(load_butterflies(n_synthetic=n_images, offline=True).dataset, 32)
-    loader = DataLoader(dataset, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
-    unet = make_unet(32, channels=(16, 32), layers_per_block=1, attention=0)
-    train_ddpm(unet, scheduler, loader, epochs, lr=1e-3, generator=torch.Generator().manual_seed(seed))
-    return save_pipeline(DDPMPipeline(unet=unet.eval(), scheduler=scheduler), folder)
-

@@ -4,12 +4,25 @@ import socket
 
 import pytest
 import torch
-from diffusers import DDPMPipeline
+from diffusers import DDPMPipeline, DDPMScheduler
 from huggingface_hub import ModelCard
+from torch.utils.data import DataLoader
 
 from course_utils import hub
-from course_utils.diffusion import tiny_butterfly_pipeline
+from course_utils.data import load_butterflies, with_preprocessing
+from course_utils.diffusion import make_unet, train_ddpm
 from course_utils.files import atomic_folder, folder_tree, human_size, save_pipeline
+
+
+def tiny_butterfly_pipeline(folder, n_images: int, epochs: int, seed: int = 0):
+    """A tiny 32-px pipeline trained for seconds on drawn butterflies (it samples blobs), saved to ``folder``."""
+    torch.manual_seed(seed)
+    dataset = with_preprocessing(load_butterflies(n_synthetic=n_images, offline=True).dataset, 32)
+    loader = DataLoader(dataset, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    unet = make_unet(32, channels=(16, 32), layers_per_block=1, attention=0)
+    train_ddpm(unet, scheduler, loader, epochs, lr=1e-3, generator=torch.Generator().manual_seed(seed))
+    return save_pipeline(DDPMPipeline(unet=unet.eval(), scheduler=scheduler), folder)
 
 
 @pytest.fixture(scope="module")
