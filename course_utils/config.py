@@ -105,13 +105,14 @@ SETTINGS: dict[str, dict[str, dict]] = {
                      ft_checkpoints=(0, 100, 200, 400), lora_rank=8, n_show=8, sample_steps=50, n_measure=64,
                      script_steps=200),
     },
-    # Chapter 7: loss and classifier guidance on the shipped models, a class-conditioned U-Net with CFG.
+    # Chapter 7: loss and classifier guidance on the shipped models, a class-conditioned U-Net with CFG (trained with
+    # chapter 2's recipe: the v target, warm-up + cosine decay, an EMA; three levels in cpu so it obeys the label).
     "ch7": {
         "small": dict(colour="blue", colour_scales=(0, 15), n_guided=8, guided_steps=10, digit=3,
                       digit_scales=(0, 3), cond_channels=(16, 32), cond_epochs=1, cond_max_train=256,
                       cfg_scales=(1, 3), clip_scales=(1, 3), per_digit=2, cfg_steps=10),
         "cpu": dict(colour="blue", colour_scales=(0, 5, 15, 50), n_guided=32, guided_steps=20, digit=3,
-                    digit_scales=(0, 1, 3, 10), cond_channels=(16, 32), cond_epochs=15, cond_max_train=None,
+                    digit_scales=(0, 1, 3, 10), cond_channels=(16, 32, 64), cond_epochs=15, cond_max_train=None,
                     cfg_scales=(1, 2, 3, 5, 7.5), clip_scales=(1, 2, 3, 5), per_digit=3, cfg_steps=20),
         "full": dict(colour="blue", colour_scales=(0, 5, 15, 50), n_guided=64, guided_steps=50, digit=3,
                      digit_scales=(0, 1, 3, 10), cond_channels=(32, 64, 64), cond_epochs=30, cond_max_train=None,
