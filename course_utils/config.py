@@ -126,7 +126,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
                       dreambooth_model=None),
         "cpu": dict(n_recon=200, steps=50, scales=(1, 2, 3, 5, 7.5), per_colour=16, n_edit=32,
                     strengths=(0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
-                    script=dict(num_images=500, vae_steps=60, max_train_steps=120, batch=64), real_model=None,
+                    script=dict(num_images=500, vae_steps=20, max_train_steps=40, batch=64), real_model=None,
                     dreambooth_model=None),
         "full": dict(n_recon=200, steps=50, scales=(1, 2, 3, 5, 7.5), per_colour=32, n_edit=64,
                      strengths=(0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
