@@ -44,7 +44,8 @@ def test_partial_round_trip_errors_are_recomputed_and_shrink_to_zero():
     steps = 10
     errors = {k: partial_round_trip_error(predict, latents, steps, k) for k in range(steps)}
     assert errors[0] > errors[steps // 2] > errors[steps - 1] == 0
-    assert check_round_trip_errors(errors, predict, latents, steps).status == "right"
+    verdict = check_round_trip_errors(errors, predict, latents, steps)
+    assert verdict.status == "right" and "on the whole" in verdict.en and "总体上" in verdict.zh
     off = {**errors, 0: errors[0] * 1.5}
     verdict = check_round_trip_errors(off, predict, latents, steps)
     assert verdict.status == "wrong" and "start_step 0" in verdict.en and "start_step 为 0" in verdict.zh

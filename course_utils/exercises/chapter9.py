@@ -76,10 +76,11 @@ def check_round_trip_errors(errors: dict, predict: Callable, latents: torch.Tens
         if abs(errors[k] - want) > 1e-3 * max(want, 1e-3):
             return wrong(f"at start_step {k} the round trip's latent MSE is {want:.4g}, yours is {errors[k]:.4g}",
                          f"start_step 为 {k} 时往返的潜变量均方误差是 {want:.4g}，你的是 {errors[k]:.4g}")
-    return right(f"the round-trip error falls from {errors[0]:.4g} (all the way up) to 0 (no step) as start_step "
-                 "grows: the fewer steps inverted, the less the walk drifts — and the less an edit can change",
-                 f"随着 start_step 增大，往返误差从 {errors[0]:.4g}（一直反演到顶）降到 0（不走一步）："
-                 "反演的步数越少，偏移越小——编辑能改变的也越少")
+    return right(f"on the whole, the round-trip error falls from {errors[0]:.4g} (all the way up) to 0 (no step) as "
+                 "start_step grows, though not at every step: the fewer steps inverted, the less the walk drifts — "
+                 "and the less an edit can change",
+                 f"总体上，随着 start_step 增大，往返误差从 {errors[0]:.4g}（一直反演到顶）降到 0（不走一步），"
+                 "但并非每一步都下降：反演的步数越少，偏移越小——编辑能改变的也越少")
 
 
 @checked
