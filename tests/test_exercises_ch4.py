@@ -78,3 +78,9 @@ def test_a_ddim_pipeline_must_draw_the_chapters_ddim_images_at_eta_0():
     assert not verdict and "eta=0" in verdict.en and "eta=0" in verdict.zh
     verdict = check_ddim_pipeline(to_ddim)
     assert verdict and "eta = 1" in verdict.en and "eta = 1" in verdict.zh
+
+
+def test_a_ddim_scheduler_that_forgets_the_v_target_is_caught():
+    verdict = check_ddim_pipeline(lambda pipeline: DDIMPipeline(
+        unet=pipeline.unet, scheduler=DDIMScheduler(beta_schedule="squaredcos_cap_v2")))  # epsilon by default
+    assert not verdict and "v_prediction" in verdict.en
