@@ -216,7 +216,7 @@ def results_table(lang: str = "en") -> list[str]:
 
     table = json.loads(FILE.read_text(encoding="utf-8")) if FILE.is_file() else {}
     keys = sorted({key for entries in table.values() for key in entries},
-                  key=lambda k: (int(re.match(r"ch(\d+)", k).group(1)) if re.match(r"ch\d+", k) else 99, k))
+                  key=lambda k: (int(m.group(1)) if (m := re.match(r"ch(\d+)", k)) else 99, k))
     profiles = [p for p in PROFILES if table.get(p)]
     rows = []
     for key in keys:
@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, lang in FILES.items():
         file = ROOT / name
         text = file.read_text(encoding="utf-8")
-        if render(text, lang, _up(name)) != text:
-            write_text_atomic(file, render(text, lang, _up(name)))
+        if (fresh := render(text, lang, _up(name))) != text:
+            write_text_atomic(file, fresh)
             print(f"updated {name}")
     return 0
 

@@ -56,10 +56,10 @@ def check_negative_prompt(embed_pair: Callable, tokenizer, text_encoder) -> Verd
     from diffusers import StableDiffusionPipeline
 
     prompt, negative = "a red butterfly on a white background", "a blue background"
+    parts = SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder)  # all encode_prompt reads of a pipeline
     with torch.no_grad():
-        text, uncond = StableDiffusionPipeline.encode_prompt(
-            SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder), prompt, text_encoder.device, 1, True,
-            negative_prompt=negative)
+        text, uncond = StableDiffusionPipeline.encode_prompt(parts, prompt, text_encoder.device, 1, True,
+                                                             negative_prompt=negative)
         want = torch.cat([uncond, text])
         got = embed_pair(tokenizer, text_encoder, prompt, negative)
     if hasattr(got, "shape") and got.ndim == 3 and len(got) == 2 and got.shape[1] != want.shape[1]:
@@ -76,8 +76,8 @@ def check_negative_prompt(embed_pair: Callable, tokenizer, text_encoder) -> Verd
     if torch.allclose(got, torch.cat([text, uncond]), atol=1e-5):
         return wrong("the two are swapped: the pipeline puts the negative (unconditional) embeddings first",
                      "两者顺序反了：管线把负面（无条件）嵌入放在前面")
-    empty = StableDiffusionPipeline.encode_prompt(SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder),
-                                                  prompt, text_encoder.device, 1, True)[1]
+    with torch.no_grad():
+        empty = StableDiffusionPipeline.encode_prompt(parts, prompt, text_encoder.device, 1, True)[1]
     if torch.allclose(got[:1], empty, atol=1e-5):
         return wrong("the first half is the empty prompt's: the negative prompt takes its place",
                      "前一半是空提示词的嵌入：负面提示词应该取代它的位置")
