@@ -124,7 +124,7 @@ CACHE_DIR ?= course-data
 
 caches: install
 	COURSE_DATA_DIR=$(abspath $(CACHE_DIR)) HF_HOME=$(abspath $(CACHE_DIR))/huggingface \
-	  $(PY) -m course_utils.run_course --out build --profile $(or $(PROFILE),cpu)
+	  $(PY) -m course_tools.run_course --out build --profile $(or $(PROFILE),cpu)
 	@du -sh $(CACHE_DIR)
 
 # Slides: a reveal.js deck per chapter and twin in build/slides/ (open build/slides/index.html; copy the folder
@@ -135,7 +135,7 @@ SLIDES_FROM ?= build
 NODE_STAMP := slides/node_modules/.installed
 
 slides: install $(NODE_STAMP)
-	$(PY) -m course_utils.slides --out build/slides --lib slides/node_modules \
+	$(PY) -m course_tools.slides --out build/slides --lib slides/node_modules \
 	  $(if $(wildcard $(SLIDES_FROM)/*.ipynb),--executed $(SLIDES_FROM),)
 
 $(NODE_STAMP): slides/package.json slides/package-lock.json
@@ -146,7 +146,7 @@ lint: install
 	$(PY) -m ruff check .
 
 course: install
-	$(PY) -m course_utils.run_course --out build $(if $(PROFILE),--profile $(PROFILE),)
+	$(PY) -m course_tools.run_course --out build $(if $(PROFILE),--profile $(PROFILE),)
 
 lab: install
 	$(VENV)/bin/jupyter lab notebooks

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -25,7 +26,6 @@ from torchvision.transforms.functional import gaussian_blur
 from course_utils import audio, metrics
 from course_utils.cli import INT, Parser, errors, exit_on_problems, parse, rules
 from course_utils.data import digits_28
-from course_utils.run_course import machine
 
 SETS = ("real held-out", "uniform noise", "Gaussian noise", "blobs", "flat", "real, blurred")
 
@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
         rows[name] = {s: {k: round(v, 4) for k, v in scorer.score(x, **options).items()}
                       for s, x in image_sets(real, args.n, args.seed).items()}
         about[name] = info
-    record = dict(date=str(date.today()), machine=machine(), load_before=[round(v, 2) for v in load],
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+               f"torch {torch.__version__.split('+')[0]}")
+    record = dict(date=str(date.today()), machine=machine, load_before=[round(v, 2) for v in load],
                   load_after=[round(v, 2) for v in os.getloadavg()], reader_version=metrics.READER_VERSION,
                   n=args.n, n_real=args.n_real, seed=args.seed, readers=about, scores=rows)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 A chapter cell calls ``compare(key, value)`` where the prose quotes a measured number. The reference values live
 in ``references.json`` (one table per profile) and are written only by the run that measured them:
-``python -m course_utils.run_course --profile cpu --record benchmarks/results`` sets ``COURSE_RECORD_REFERENCES``,
+``python -m course_tools.run_course --profile cpu --record benchmarks/results`` sets ``COURSE_RECORD_REFERENCES``,
 and each ``compare`` in that run stores its value (with the spread, date and notebook) for the profile.
 """
 

@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 
+from course_tools.pretrained.retraining import retrain
 from course_utils import pretrained
 from course_utils.metrics import train_digit_scorer
 
@@ -40,7 +41,7 @@ def test_each_pipeline_ships_whole_with_fp16_safetensors_and_a_card_from_its_run
 
 @pytest.mark.parametrize("name", NAMES)
 def test_each_shipped_card_is_what_the_card_templates_make_of_its_record_and_scores(name):
-    from course_utils.pretrained.cards import card_text
+    from course_tools.pretrained.cards import card_text
 
     folder = pretrained.path(name)
     record, scores = (json.loads((folder / file).read_text()) for file in ("training.json", "scores.json"))
@@ -85,7 +86,7 @@ def test_the_conditional_model_draws_the_digit_asked_for(digit_scorer):
 
 
 def test_retrain_writes_a_loadable_pipeline_and_its_record(tmp_path):
-    out = pretrained.retrain("digits-28-conditional", steps=2, work_dir=tmp_path / "work", out=tmp_path / "out",
+    out = retrain("digits-28-conditional", steps=2, work_dir=tmp_path / "work", out=tmp_path / "out",
                              card=False, extra_args=("--train_batch_size", "16", "--ddpm_num_inference_steps", "2",
                                                      "--eval_batch_size", "1"))
     record = json.loads((out / "training.json").read_text())
@@ -102,7 +103,7 @@ def test_retrain_writes_a_loadable_pipeline_and_its_record(tmp_path):
 
 
 def test_the_command_line_reports_every_bad_input_on_one_line_each(tmp_path, capsys):
-    from course_utils.pretrained.__main__ import main
+    from course_tools.pretrained.__main__ import main
 
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
@@ -115,7 +116,7 @@ def test_the_command_line_reports_every_bad_input_on_one_line_each(tmp_path, cap
 
 
 def test_card_with_retrain_is_refused(tmp_path, capsys):
-    from course_utils.pretrained.__main__ import main
+    from course_tools.pretrained.__main__ import main
 
     with pytest.raises(SystemExit) as stop:
         main(["--card", "digits-28", "--retrain", "digits-28", "--out", str(tmp_path / "out")])
@@ -127,7 +128,7 @@ def test_card_with_retrain_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["--retrain", "digits-28"], ["--card", "butterflies-32"],
                                   ["--retrain", "digits-28", "--out", str(pretrained.path("digits-28"))]])
 def test_writing_into_the_shipped_folder_needs_in_place(argv, capsys):
-    from course_utils.pretrained.__main__ import main
+    from course_tools.pretrained.__main__ import main
 
     folder = pretrained.path(argv[1])
     before = sorted((p.relative_to(folder), p.stat().st_mtime_ns) for p in folder.rglob("*"))
@@ -141,7 +142,7 @@ def test_writing_into_the_shipped_folder_needs_in_place(argv, capsys):
 
 
 def test_in_place_goes_with_a_name_and_not_with_another_out(tmp_path, capsys):
-    from course_utils.pretrained.__main__ import main
+    from course_tools.pretrained.__main__ import main
 
     for argv, expected in ((["--in_place"], "--in_place only means something with --retrain NAME or --card NAME"),
                            (["--retrain", "digits-28", "--in_place", "--out", str(tmp_path)], "drop one of them")):
@@ -163,7 +164,7 @@ def test_digits_28_reflow_draws_digits_in_one_euler_step_where_digits_28_flow_dr
 
 
 def test_retraining_the_reflow_model_starts_from_the_shipped_flow_and_records_its_pairs(tmp_path):
-    out = pretrained.retrain("digits-28-reflow", steps=2, work_dir=tmp_path / "work", out=tmp_path / "out",
+    out = retrain("digits-28-reflow", steps=2, work_dir=tmp_path / "work", out=tmp_path / "out",
                              card=False, extra_args=("--reflow_pairs", "8", "--reflow_steps", "2", "--train_batch_size",
                                                      "4", "--ddpm_num_inference_steps", "2", "--eval_batch_size", "1"))
     record = json.loads((out / "training.json").read_text())
@@ -197,7 +198,7 @@ def test_digits_28_flow_is_sampled_by_the_plain_loop_in_4_steps(digit_scorer):
 
 def test_retrain_of_the_text_to_image_pipeline_writes_fp16_weights_and_the_record_of_its_run(tmp_path):
     tiny = ("--num_images", "16", "--vae_steps", "4", "--max_train_steps", "4", "--vae_batch_size", "4")
-    out = pretrained.retrain("tiny-sd-butterflies", steps=2, work_dir=tmp_path / "work", out=tmp_path / "out",
+    out = retrain("tiny-sd-butterflies", steps=2, work_dir=tmp_path / "work", out=tmp_path / "out",
                              card=False, extra_args=(*tiny, "--checkpointing_steps", "1000"))
     record = json.loads((out / "training.json").read_text())
     assert record["steps"] == 2 and record["vae_steps"] == 4 and record["training_images"] == 16

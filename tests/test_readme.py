@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from course_utils import pretrained, readme_tables
+from course_tools import readme_tables
+from course_utils import pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = list(readme_tables.READMES)
@@ -18,7 +19,7 @@ DATE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
 
 
 def test_every_generated_table_agrees_with_its_records():
-    assert readme_tables.stale() == [], "run: .venv/bin/python -m course_utils.readme_tables"
+    assert readme_tables.stale() == [], "run: .venv/bin/python -m course_tools.readme_tables"
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -127,8 +128,10 @@ def test_every_make_target_named_exists(name):
 def test_the_layout_names_every_module_and_benchmark():
     text = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")
     layout = text[text.index("<!-- layout -->"):text.index("<!-- end layout -->")]
-    modules = [p.stem for p in (ROOT / "course_utils").glob("*.py") if p.stem not in ("__init__", "__main__")]
-    modules += [p.name for p in (ROOT / "course_utils").iterdir() if (p / "__init__.py").is_file()]
+    modules = [p.stem for package in ("course_utils", "course_tools") for p in (ROOT / package).rglob("*.py")
+               if p.stem not in ("__init__", "__main__") and "exercises" not in p.parts]
+    modules += [p.name for package in ("course_utils", "course_tools") for p in (ROOT / package).iterdir()
+                if (p / "__init__.py").is_file()]
     missing = [m for m in modules if f"`{m}`" not in layout]
     missing += [p.name for p in (ROOT / "benchmarks").glob("*.py") if f"`{p.name}`" not in layout]
     assert not missing, f"docs/contributing.md's layout does not name: {missing}"

@@ -61,7 +61,8 @@ def test_no_notebook_prints_a_token():
 
 def test_ruff_is_clean():
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "course_utils", "tests", "notebooks", "images"],
+        [sys.executable, "-m", "ruff", "check", "course_utils", "course_tools", "tests", "notebooks", "images",
+         "benchmarks"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@ import json
 
 import nbformat
 
-from course_utils import run_course
+from course_tools import run_course
 
 
 def test_runner_writes_notebook_html_and_timings(tmp_path, monkeypatch):
@@ -47,7 +47,7 @@ def test_record_updates_the_notebooks_that_ran_cleanly_and_keeps_the_others(tmp_
     record = json.loads((results / "timings-small.json").read_text())["notebooks"]
     assert record["00_old.ipynb"] == kept and record["02_bad.ipynb"] == kept  # a failed run changes nothing
     new = record["01_good.ipynb"]
-    assert new["seconds"] > 0 and new["source"] == "course_utils.run_course --record" and len(new["load"]) == 2
+    assert new["seconds"] > 0 and new["source"] == "course_tools.run_course --record" and len(new["load"]) == 2
     assert "cores" in new["machine"] and new["device"] == "cpu"
 
 

@@ -1,4 +1,4 @@
-"""Slide decks (course_utils.slides, `make slides`): the notebooks carry the rule's slide metadata, every chapter
+"""Slide decks (course_tools.slides, `make slides`): the notebooks carry the rule's slide metadata, every chapter
 and twin becomes a deck with a slide per section that loads nothing from the internet, with the outputs of an
 executed copy when there is one (a twin takes its English chapter's)."""
 
@@ -10,7 +10,7 @@ import socket
 import nbformat
 import pytest
 
-from course_utils import slides
+from course_tools import slides
 
 CHAPTERS = slides.chapters()
 
@@ -24,7 +24,7 @@ def test_notebook_carries_the_rules_slide_metadata(path):
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     stored = [c["metadata"].get("slideshow", {}).get("slide_type") for c in cells]
     wrong = [c.get("id") for c, s, r in zip(cells, stored, slides.slide_types(cells), strict=True) if s != r]
-    assert not wrong, f"{rel(path)}: cells {wrong} lack the rule's slide type: run python -m course_utils.slides --mark"
+    assert not wrong, f"{rel(path)}: cells {wrong} lack the rule's slide type: run python -m course_tools.slides --mark"
 
 
 def test_a_heading_inside_a_cell_starts_its_own_slide_and_code_blocks_are_not_headings():

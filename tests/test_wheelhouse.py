@@ -50,7 +50,7 @@ def test_a_fresh_venv_from_the_wheelhouse_alone_runs_chapter_1(tmp_path):
     }
     python = getattr(sys, "_base_executable", sys.executable)  # the interpreter this venv was made from
     install = f"make -C {shlex.quote(str(ROOT))} install VENV={venv} PYTHON={python} WHEELHOUSE={WHEELHOUSE}"
-    chapter = (f"{venv}/bin/python -m course_utils.run_course --profile small --out {tmp_path / 'build'} "
+    chapter = (f"{venv}/bin/python -m course_tools.run_course --profile small --out {tmp_path / 'build'} "
                f"{ROOT / 'notebooks' / CHAPTER}")
     probe = (f"echo PIP CONFIG:; {venv}/bin/pip config list; echo END PIP CONFIG; {venv}/bin/python -c 'import socket; "
              "socket.create_connection((\"pypi.org\", 443), 3)' 2>/dev/null && echo NETWORK REACHABLE; true")

@@ -13,11 +13,11 @@ trained by its own scripts with the recipes in ``recipes.py``:
   32x32 butterflies from captions such as "a red butterfly on a blue background" (chapters 8-9), trained by
   ``course_utils.train_text_to_image``.
 
-This module is the registry (``load``, ``path``); ``recipes`` says how each is made, ``retraining`` trains one
-again, ``cards`` scores it and writes its model card from templates. ``python -m course_utils.pretrained
---retrain NAME --out FOLDER`` trains one again (``--in_place`` instead of ``--out`` replaces the shipped folder;
-see ``--help``). Each folder holds fp16 safetensors weights, a model card (``README.md``) written from the run
-that made it, ``training.json`` (the run's command, device, time, losses) and ``samples.png``.
+This module is the registry (``load``, ``path``, ``ddim_samples``); ``recipes`` says how each is made. Training
+one again and writing its card is the course's machinery, beside the package: ``python -m course_tools.pretrained
+--retrain NAME --out FOLDER`` from a clone of the repository (``--in_place`` instead of ``--out`` replaces the
+shipped folder; see ``--help``). Each folder holds fp16 safetensors weights, a model card (``README.md``) written
+from the run that made it, ``training.json`` (the run's command, device, time, losses) and ``samples.png``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def load(name: str, device: torch.device | str = "cpu"):
 
         return load_control(CONTROLS[name]["design"], folder, load(CONTROLS[name]["base"])).to(device)
     if not (folder / "model_index.json").is_file():
-        raise FileNotFoundError(f"{folder} holds no pipeline; run `python -m course_utils.pretrained --retrain {name}`")
+        raise FileNotFoundError(f"{folder} holds no pipeline; run `python -m course_tools.pretrained --retrain {name}`")
     recipe = RECIPES[name]
     if recipe.data == "clips":  # sound: a course_utils.audio.AudioDiffusion
         from ..audio import AudioDiffusion
@@ -131,15 +131,32 @@ def load_longer_trained(name: str, device: torch.device | str = "cpu") -> tuple[
     return shipped()
 
 
+def ddim_samples(pipeline: DDPMPipeline, n: int, steps: int = 50, seed: int = 0,
+                 labels: torch.Tensor | None = None, guidance_scale: float = 1.0,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """``n`` samples in [0, 1] (on the CPU) with ``steps`` DDIM steps (Euler steps of its own scheduler for a
+    flow-matching pipeline), on the pipeline's device by default (one per label, with classifier-free guidance,
+    if ``labels`` are given)."""
+    from diffusers import DDIMScheduler
+
+    from ..diffusion import is_flow
+    from ..sampling import sample_ddpm, sample_with_guidance
+
+    device = device or pipeline.device
+    scheduler = (pipeline.scheduler if is_flow(pipeline.scheduler) else
+                 DDIMScheduler.from_config(pipeline.scheduler.config))
+    if labels is not None:
+        x = sample_with_guidance(pipeline.unet, scheduler, steps, labels, guidance_scale, seed=seed, device=device)
+    else:
+        x = sample_ddpm(pipeline.unet, scheduler, n, steps, device=device, seed=seed)
+    return (x + 1) / 2
+
+
 def class_names(name: str) -> list[str] | None:
     """The class names of a class-conditioned pipeline (label i means ``names[i]``), or None."""
     file = path(name) / "class_names.json"
     return json.loads(file.read_text()) if file.is_file() else None
 
 
-# retraining and cards use path(): imported once it is defined
-from .cards import ddim_samples, evaluate, write_card  # noqa: E402
-from .retraining import retrain  # noqa: E402
-
-__all__ = ["CONTROLS", "HERE", "NAMES", "RECIPES", "Recipe", "class_names", "ddim_samples", "evaluate", "load",
-           "load_longer_trained", "path", "retrain", "write_card"]
+__all__ = ["CONTROLS", "HERE", "NAMES", "RECIPES", "Recipe", "class_names", "ddim_samples", "load",
+           "load_longer_trained", "path"]

@@ -1,8 +1,8 @@
 """Slide decks from the chapters: the rule that writes their slide metadata, and reveal.js decks by nbconvert.
 
-    python -m course_utils.slides --mark       # write the slide metadata into every chapter and twin
-    python -m course_utils.slides --check      # write nothing; exit 1 if a notebook's metadata is not the rule's
-    python -m course_utils.slides --out build/slides --executed build --lib slides/node_modules
+    python -m course_tools.slides --mark       # write the slide metadata into every chapter and twin
+    python -m course_tools.slides --check      # write nothing; exit 1 if a notebook's metadata is not the rule's
+    python -m course_tools.slides --out build/slides --executed build --lib slides/node_modules
 
 The rule: a markdown cell that starts with a `#` or `##` heading starts a slide (the chapter's title slide, then
 one slide per section); any other markdown cell starts a sub-slide below it; a code cell stays on the slide of
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from .files import write_text_atomic
+from course_utils.files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -239,7 +239,7 @@ def build(
 
     The folder is written under a temporary name and swapped in when complete (all or nothing).
     """
-    from .files import atomic_folder
+    from course_utils.files import atomic_folder
 
     rows = []
     with atomic_folder(out, replace=True) as tmp:
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mark or args.check:
         changed = [p.relative_to(ROOT).as_posix() for p in chapters() if mark(p, check=args.check)]
         if args.check and changed:
-            print(f"slide metadata out of date in {', '.join(changed)}: run python -m course_utils.slides --mark")
+            print(f"slide metadata out of date in {', '.join(changed)}: run python -m course_tools.slides --mark")
             return 1
         print(f"{'would change' if args.check else 'marked'} {len(changed)} notebook(s)")
         return 0

@@ -13,10 +13,10 @@ import torch
 from diffusers import DDPMPipeline
 from PIL import Image
 
-from .. import path
-from ..recipes import N_TONAL, RECIPES, Recipe
+from course_utils.pretrained import ddim_samples, path
+from course_utils.pretrained.recipes import N_TONAL, RECIPES, Recipe
 
-TEMPLATES = Path(__file__).resolve().parent
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 READERS = {"digits": "digit classifier", "butterflies": "butterfly reader", "clips": "sound reader"}
 
 
@@ -26,27 +26,6 @@ def template(name: str) -> str:
 
 
 # ---- Sampling and scoring ----------------------------------------------------------------------------------
-
-
-def ddim_samples(pipeline: DDPMPipeline, n: int, steps: int = 50, seed: int = 0,
-                 labels: torch.Tensor | None = None, guidance_scale: float = 1.0,
-                 device: torch.device | str | None = None) -> torch.Tensor:
-    """``n`` samples in [0, 1] (on the CPU) with ``steps`` DDIM steps (Euler steps of its own scheduler for a
-    flow-matching pipeline), on the pipeline's device by default (one per label, with classifier-free guidance,
-    if ``labels`` are given)."""
-    from diffusers import DDIMScheduler
-
-    from ...diffusion import is_flow
-    from ...sampling import sample_ddpm, sample_with_guidance
-
-    device = device or pipeline.device
-    scheduler = (pipeline.scheduler if is_flow(pipeline.scheduler) else
-                 DDIMScheduler.from_config(pipeline.scheduler.config))
-    if labels is not None:
-        x = sample_with_guidance(pipeline.unet, scheduler, steps, labels, guidance_scale, seed=seed, device=device)
-    else:
-        x = sample_ddpm(pipeline.unet, scheduler, n, steps, device=device, seed=seed)
-    return (x + 1) / 2
 
 
 def evaluate(name: str, folder: Path | None = None, n: int = 200, steps: int = 50, seed: int = 0) -> dict:
@@ -70,8 +49,8 @@ def evaluate(name: str, folder: Path | None = None, n: int = 200, steps: int = 5
 
 def _digit_rows(recipe: Recipe, pipeline, noise: torch.Tensor, n: int, steps: int, seed: int) -> dict[str, dict]:
     """The digit card's rows: real digits, the samples (per guidance scale, or per step count), noise."""
-    from ... import metrics
-    from ...data import digits_28
+    from course_utils import metrics
+    from course_utils.data import digits_28
 
     scorer = metrics.train_digit_scorer()
     rows = {"real digits (train split)": scorer.score(digits_28("train").tensors[0][:n])}
@@ -93,8 +72,8 @@ def _digit_rows(recipe: Recipe, pipeline, noise: torch.Tensor, n: int, steps: in
 
 def _sound_rows(recipe: Recipe, pipeline, noise: torch.Tensor, n: int, steps: int, seed: int) -> dict[str, dict]:
     """The audio card's rows: held-out major and minor clips, the samples (and the timbres read), noise."""
-    from ... import metrics
-    from ...audio import clip_images
+    from course_utils import metrics
+    from course_utils.audio import clip_images
 
     scorer = metrics.train_sound_scorer()
 
@@ -116,7 +95,7 @@ def _sound_rows(recipe: Recipe, pipeline, noise: torch.Tensor, n: int, steps: in
 
 def _butterfly_rows(recipe: Recipe, pipeline, noise: torch.Tensor, n: int, steps: int, seed: int) -> dict[str, dict]:
     """The butterfly card's rows: held-out drawings, the samples (and the wing colours read), noise."""
-    from ... import metrics
+    from course_utils import metrics
 
     scorer = metrics.train_butterfly_scorer()
     drawn = metrics.drawn_butterflies(range(200_000, 200_000 + n), size=recipe.resolution)
@@ -133,7 +112,7 @@ def evaluate_text_to_image(pipeline, n: int = 200, steps: int = 50, scales: tupl
     """Score a text-to-image pipeline with the butterfly reader: its VAE's reconstructions of ``n`` held-out
     drawings, and samples for those drawings' captions at each guidance scale (does the wing colour, and the
     background, read as the prompt asked?), beside the drawings themselves and uniform noise."""
-    from ... import metrics, tiny_sd
+    from course_utils import metrics, tiny_sd
 
     scorer = metrics.train_butterfly_scorer()
     start = time.perf_counter()
@@ -163,8 +142,8 @@ def evaluate_text_to_image(pipeline, n: int = 200, steps: int = 50, scales: tupl
 
 def spectrogram_grid(folder: Path, n: int = 16, seed: int = 0):
     """A figure of ``n`` samples of the audio pipeline in ``folder``, each titled with what the sound reader reads."""
-    from ... import metrics
-    from ...audio import AudioDiffusion, plot_spectrograms
+    from course_utils import metrics
+    from course_utils.audio import AudioDiffusion, plot_spectrograms
 
     pipeline = AudioDiffusion.from_pretrained(folder)
     x = pipeline.generate(n, torch.Generator().manual_seed(seed))
@@ -174,9 +153,9 @@ def spectrogram_grid(folder: Path, n: int = 16, seed: int = 0):
 
 def sample_grid_by_wing(pipeline, guidance_scale: float = 5.0, per_row: int = 8, steps: int = 50) -> Image.Image:
     """One row per wing colour (prompt "a <colour> butterfly on a <background> background", backgrounds in turn)."""
-    from ... import tiny_sd
-    from ...data import BACKGROUNDS, WING_COLOURS
-    from ...viz import show_images
+    from course_utils import tiny_sd
+    from course_utils.data import BACKGROUNDS, WING_COLOURS
+    from course_utils.viz import show_images
 
     backgrounds = list(BACKGROUNDS)
     prompts = [tiny_sd.caption(w, backgrounds[i % len(backgrounds)]) for w in WING_COLOURS for i in range(per_row)]
@@ -189,7 +168,7 @@ def sample_grid_by_wing(pipeline, guidance_scale: float = 5.0, per_row: int = 8,
 
 def card_text(name: str, record: dict, scores: dict) -> str:
     """The model card (``README.md``) of pipeline ``name`` from its run's ``record`` and its ``scores``."""
-    from ...hub import pipeline_card
+    from course_utils.hub import pipeline_card
 
     recipe = RECIPES[name]
     shared = dict(name=name, command=record["command"], script_command=record["script_command"],
@@ -287,7 +266,7 @@ def cell(value, column: str = "") -> str:
 def write_card(name: str, folder: Path | None = None) -> Path:
     """Score the pipeline in ``folder`` (default: the shipped one), draw its samples picture, and write its
     ``scores.json`` and model card ``README.md`` from its ``training.json``."""
-    from ...files import atomic_file, write_text_atomic
+    from course_utils.files import atomic_file, write_text_atomic
 
     folder = Path(folder or path(name))
     record = json.loads((folder / "training.json").read_text())

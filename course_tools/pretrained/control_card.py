@@ -1,8 +1,8 @@
 """Ship a spatial-control run as ``course_utils/pretrained/<name>``: fp16 weights, scores, a control | sample grid,
 a card.
 
-    python -m course_utils.pretrained.control_card --run tiny-controlnet --command "<the training command>"
-    python -m course_utils.pretrained.control_card --run tiny-depth --command "..." \
+    python -m course_tools.pretrained.control_card --run tiny-controlnet --command "<the training command>"
+    python -m course_tools.pretrained.control_card --run tiny-depth --command "..." \
         --out course_utils/pretrained/tiny-sd-butterflies-depth
 
 Reads the run's model (``controlnet/`` or, for the depth design, ``unet/``) and ``training_log.json`` (written by
@@ -21,11 +21,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import tiny_sd
-from ..cli import Parser, errors, exit_on_problems, parse
-from ..controlnet import MODEL_FOLDERS, load_control, model_class, posed_butterflies, sample_controlled, silhouette_iou
-from ..data import butterfly_attributes
-from ..files import atomic_folder, write_text_atomic
+from course_utils import tiny_sd
+from course_utils.cli import Parser, errors, exit_on_problems, parse
+from course_utils.controlnet import (
+    MODEL_FOLDERS,
+    load_control,
+    model_class,
+    posed_butterflies,
+    sample_controlled,
+    silhouette_iou,
+)
+from course_utils.data import butterfly_attributes
+from course_utils.files import atomic_folder, write_text_atomic
+
 from .cards import template
 
 HELD_OUT = 500_000  # the card's controls: never in training (0..) nor the script's validation (300,000..)
@@ -44,7 +52,7 @@ def evaluate(pipeline, base, n: int = 100, steps: int = 20, guidance: float = 5.
     ``pipeline`` (a ControlNet pipeline at each conditioning scale)."""
     from diffusers import StableDiffusionControlNetPipeline
 
-    from ..metrics import train_butterfly_scorer
+    from course_utils.metrics import train_butterfly_scorer
 
     reader = train_butterfly_scorer()
     held = range(HELD_OUT, HELD_OUT + n)
@@ -95,7 +103,7 @@ def run_record(run: Path, command: str, machine: str) -> dict:
 
 def ship(run: Path, folder: Path, command: str, machine: str) -> Path:
     """Write the shipped folder from the run (see the module's docstring)."""
-    from . import load
+    from course_utils.pretrained import load
 
     record = run_record(run, command, machine)
     design = record["design"]
@@ -146,7 +154,7 @@ tags:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = Parser(prog="python -m course_utils.pretrained.control_card", description=__doc__)
+    p = Parser(prog="python -m course_tools.pretrained.control_card", description=__doc__)
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--command", required=True, help="the command that trained the run, for the card")
     p.add_argument("--machine", default="", help="the machine and its load during the run, for the card")

@@ -1,7 +1,7 @@
 """Execute the course's notebooks in a profile; write executed copies, HTML pages and timings to a folder.
 
-python -m course_utils.run_course --profile cpu --out build
-python -m course_utils.run_course --profile cpu --record benchmarks/results   # also update the committed times
+python -m course_tools.run_course --profile cpu --out build
+python -m course_tools.run_course --profile cpu --record benchmarks/results   # also update the committed times
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import nbformat
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
 
-from . import references
-from .cli import INT, Parser, errors, parse, rules
-from .config import PROFILES
-from .files import write_text_atomic
+from course_utils import references
+from course_utils.cli import INT, Parser, errors, parse, rules
+from course_utils.config import PROFILES
+from course_utils.files import write_text_atomic
 
 
 def run_notebook(path: Path, out: Path, timeout: int | None = None) -> tuple[float, str | None]:
@@ -76,7 +76,7 @@ def update_record(file: Path, record: dict) -> dict:
         if r["error"] is None:
             kept["notebooks"][r["notebook"]] = {
                 "seconds": r["seconds"], "date": record["date"], "device": record["device"],
-                "machine": record["machine"], "load": r["load"], "source": "course_utils.run_course --record"}
+                "machine": record["machine"], "load": r["load"], "source": "course_tools.run_course --record"}
     kept["notebooks"] = dict(sorted(kept["notebooks"].items()))
     write_text_atomic(file, json.dumps(kept, indent=1, ensure_ascii=False) + "\n")
     return kept
@@ -84,7 +84,7 @@ def update_record(file: Path, record: dict) -> dict:
 
 def build_parser() -> Parser:
     """The runner's command line: notebooks, --profile, --out, --timeout, --record."""
-    parser = Parser(prog="python -m course_utils.run_course", description=__doc__,
+    parser = Parser(prog="python -m course_tools.run_course", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: notebooks/*.ipynb)")
     parser.add_argument("--profile", choices=PROFILES, help="COURSE_PROFILE for the run (default: as set, or auto)")
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.profile:
         os.environ["COURSE_PROFILE"] = args.profile
-    from .config import get_device, get_profile
+    from course_utils.config import get_device, get_profile
 
     profile = get_profile()
     args.out.mkdir(parents=True, exist_ok=True)

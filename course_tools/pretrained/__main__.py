@@ -1,4 +1,4 @@
-"""``python -m course_utils.pretrained``: train a shipped pipeline again with its recipe (``--retrain NAME``),
+"""``python -m course_tools.pretrained``: train a shipped pipeline again with its recipe (``--retrain NAME``),
 score one again and rewrite its card (``--card NAME``), or list them (``--list``); see ``course_utils.pretrained``."""
 
 from __future__ import annotations
@@ -7,13 +7,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import AT_LEAST_1, INT, Parser, errors, exit_on_problems, parse, rules
-from . import NAMES, RECIPES, path, retrain, write_card
+from course_utils.cli import AT_LEAST_1, INT, Parser, errors, exit_on_problems, parse, rules
+from course_utils.pretrained import NAMES, RECIPES, path
+
+from .cards import write_card
+from .retraining import retrain
 
 
 def build_parser() -> Parser:
     """``--retrain NAME [--steps N] [--work_dir] [--out | --in_place] [--resume]``, ``--card NAME``, ``--list``."""
-    p = Parser(prog="python -m course_utils.pretrained", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m course_tools.pretrained", description=__doc__.split("\n")[0])
     p.add_argument("--retrain", choices=NAMES, help="train this pipeline again with its recipe")
     p.add_argument("--steps", type=INT, default=None, help="optimizer updates (default: the shipped run's)")
     p.add_argument("--work_dir", type=Path, default=None, help="where data, checkpoints and logs go")

@@ -14,17 +14,17 @@ import torch
 from diffusers import DDPMPipeline
 from PIL import Image
 
-from . import path
-from .recipes import COMMON, N_BUTTERFLIES, N_CLIPS, RECIPES, Recipe
+from course_utils.pretrained import path
+from course_utils.pretrained.recipes import COMMON, N_BUTTERFLIES, N_CLIPS, RECIPES, Recipe
 
 
 def write_training_data(recipe: Recipe, folder: Path) -> Path:
     """Write the recipe's training images into ``folder`` (once): digits in one sub-folder per class."""
-    from .. import data
-    from ..files import atomic_folder
+    from course_utils import data
+    from course_utils.files import atomic_folder
 
     if recipe.data == "clips":  # major arpeggios only: the minor ones are chapter 10's fine-tuning family
-        from ..audio import write_clip_folder
+        from course_utils.audio import write_clip_folder
 
         return write_clip_folder(folder, N_CLIPS, modes=("major",))
     if folder.is_dir():
@@ -69,9 +69,9 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     """Train ``name`` with its recipe; save fp16 weights, ``training.json`` and (with ``card``) the scored model
     card into ``out`` (default: the package's folder, replaced only when the run finished). ``extra_args`` go
     to the training script after the recipe's flags (the last value of a flag wins)."""
-    from .. import train_unconditional
-    from ..data import data_dir
-    from ..files import atomic_folder, write_text_atomic
+    from course_utils import train_unconditional
+    from course_utils.data import data_dir
+    from course_utils.files import atomic_folder, write_text_atomic
 
     recipe = RECIPES[name]
     if recipe.text_to_image:
@@ -107,7 +107,7 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
         pipeline.scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config, **recipe.scheduler)
         pipeline.save_pretrained(tmp, safe_serialization=True)
         if recipe.data == "clips":
-            from ..audio import SPECTROGRAM
+            from course_utils.audio import SPECTROGRAM
 
             SPECTROGRAM.save(tmp)
         if (run_dir / "class_names.json").is_file():
@@ -116,7 +116,7 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
         if grids:  # the run's last sample grid (EMA weights, 100 DDPM steps)
             shutil.copy(grids[-1], tmp / "samples.png")
         record = dict(
-            name=name, command=f"python -m course_utils.pretrained --retrain {name}" + _where(out, name),
+            name=name, command=f"python -m course_tools.pretrained --retrain {name}" + _where(out, name),
             script_command="python -m course_utils.train_unconditional " + shlex.join(
                 _shown(a, shown) for a in args),
             steps=steps, seconds=round(seconds, 1), device=device, torch=torch.__version__, date=str(date.today()),
@@ -139,9 +139,9 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
     then fp16 weights and ``training.json`` into ``out`` (and the scored card with ``card``)."""
     from diffusers import StableDiffusionPipeline
 
-    from .. import train_text_to_image
-    from ..data import data_dir
-    from ..files import atomic_folder
+    from course_utils import train_text_to_image
+    from course_utils.data import data_dir
+    from course_utils.files import atomic_folder
 
     run_dir = Path(work_dir or data_dir() / "pretrained-runs") / name
     args = ["--output_dir", str(run_dir), *RECIPES[name].flags, *extra_args]
@@ -161,7 +161,7 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
         pipeline.save_pretrained(tmp, safe_serialization=True)
         shown = [a.replace(str(run_dir), "<run>") for a in args]
         record = dict(
-            name=name, command=f"python -m course_utils.pretrained --retrain {name}" + _where(out, name),
+            name=name, command=f"python -m course_tools.pretrained --retrain {name}" + _where(out, name),
             script_command="python -m course_utils.train_text_to_image " + shlex.join(shown),
             steps=int(log["args"]["max_train_steps"]), vae_steps=int(log["args"]["vae_steps"]),
             seconds=round(sum(log["seconds"].values()), 1), stage_seconds=log["seconds"], device=log["device"],
@@ -196,7 +196,7 @@ def _where(out: Path, name: str) -> str:
 def _time_before_resuming(run_dir: Path) -> tuple[int, float] | None:
     """(step, seconds) of an interrupted run: its newest checkpoint's step, and the time from the run's start
     (when ``retrain`` wrote ``unet_config.json``) to that checkpoint; None if there is none to resume."""
-    from ..runs import list_checkpoints
+    from course_utils.runs import list_checkpoints
 
     found = list_checkpoints(run_dir)
     if not found or not (run_dir / "unet_config.json").is_file():

@@ -1,7 +1,7 @@
 """The course's generated tables, written from the records that hold their numbers (never typed by hand).
 
-    python -m course_utils.readme_tables           # rewrite every generated table (the files in FILES)
-    python -m course_utils.readme_tables --check   # exit 1 and name the stale tables (tests/test_readme.py)
+    python -m course_tools.readme_tables           # rewrite every generated table (the files in FILES)
+    python -m course_tools.readme_tables --check   # exit 1 and name the stale tables (tests/test_readme.py)
 
 Four tables, each between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->``:
 ``models`` (docs/pretrained.md) from each shipped pipeline's ``training.json`` and ``scores.json``
@@ -22,9 +22,10 @@ import re
 import sys
 from pathlib import Path
 
-from . import pretrained
-from .config import PROFILES
-from .files import write_text_atomic
+from course_utils import pretrained
+from course_utils.config import PROFILES
+from course_utils.files import write_text_atomic
+
 from .pretrained import cards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,7 +213,7 @@ def benchmarks_table(lang: str = "en") -> list[str]:
 def results_table(lang: str = "en") -> list[str]:
     """One row per number a chapter prints beside the course's own (``references.compare``): the value the
     course's recording run measured in each profile, ± its bootstrap spread, and the date of that run."""
-    from .references import FILE, _number
+    from course_utils.references import FILE, _number
 
     table = json.loads(FILE.read_text(encoding="utf-8")) if FILE.is_file() else {}
     keys = sorted({key for entries in table.values() for key in entries},
@@ -263,13 +264,13 @@ def stale(root: Path = ROOT) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite the generated tables (or, with ``--check``, list the stale ones and exit 1)."""
-    parser = argparse.ArgumentParser(prog="python -m course_utils.readme_tables", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course_tools.readme_tables", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a table is stale")
     args = parser.parse_args(argv)
     if args.check:
         problems = stale()
         for p in problems:
-            print(f"error: {p} differs from its records; run python -m course_utils.readme_tables", file=sys.stderr)
+            print(f"error: {p} differs from its records; run python -m course_tools.readme_tables", file=sys.stderr)
         return 1 if problems else 0
     for name, lang in FILES.items():
         file = ROOT / name
