@@ -1,0 +1,1 @@
+"""The course as a static website (Sphinx + myst-nb): ``python -m course_tools.site``, or ``make site``."""
