@@ -13,12 +13,13 @@ STAMP  := $(VENV)/.installed
 PROFILE ?=
 
 .PHONY: install test test-online test-colab test-browser browser-deps course lab lint clean wheelhouse test-wheelhouse \
-  caches slides
+  caches slides site test-site
 
 # The offline classroom kit: `make wheelhouse` downloads every wheel the course installs (requirements.txt,
-# the build tools below, and with BROWSER=1 tests/browser/requirements.txt) for this machine's platform and
-# Python into $(WHEELHOUSE)/. When $(WHEELHOUSE)/.complete exists, `make install` installs from that folder
-# alone (--no-index): copy the clone with its wheelhouse/ to a machine with no network and run make install.
+# the build tools below, and with BROWSER=1 tests/browser/requirements.txt and course_tools/site/requirements.txt)
+# for this machine's platform and Python into $(WHEELHOUSE)/. When $(WHEELHOUSE)/.complete exists, `make install`
+# installs from that folder alone (--no-index): copy the clone with its wheelhouse/ to a machine with no network
+# and run make install.
 WHEELHOUSE ?= wheelhouse
 # what make install upgrades pip to and builds course_utils with (pyproject.toml's build-system)
 BUILD_TOOLS := pip==26.3 setuptools==84.2.1
@@ -42,7 +43,7 @@ $(STAMP): requirements.txt pyproject.toml
 # (--only-binary): a machine with no network cannot build a package from source.
 wheelhouse:
 	$(PYTHON) -m pip download --quiet --only-binary=:all: --dest $(WHEELHOUSE) $(BUILD_TOOLS) -r requirements.txt \
-	  $(if $(BROWSER),-r tests/browser/requirements.txt)
+	  $(if $(BROWSER),-r tests/browser/requirements.txt -r course_tools/site/requirements.txt)
 	touch $(WHEELHOUSE)/.complete
 	@du -sh $(WHEELHOUSE)
 
@@ -141,6 +142,30 @@ slides: install $(NODE_STAMP)
 $(NODE_STAMP): slides/package.json slides/package-lock.json
 	npm ci --prefix slides --no-audit --no-fund --silent
 	touch $@
+
+# The website: every chapter and twin with its run's outputs, the docs pages and search, in build/site/ (Sphinx +
+# myst-nb, why: README). Outputs come from the executed notebooks in $(SITE_FROM) (make course PROFILE=cpu writes
+# build/); a chapter not executed there is said in one line and its page shows the code without outputs. Its
+# packages: course_tools/site/requirements.txt (installed here, not by make install); MathJax: slides/node_modules.
+SITE_FROM ?= build
+SITE_STAMP := $(VENV)/.installed-site
+SITE_TEST := build/site-test
+
+site: install $(SITE_STAMP) $(NODE_STAMP)
+	$(PY) -m course_tools.site --out build/site --lib slides/node_modules \
+	  $(if $(wildcard $(SITE_FROM)),--executed $(SITE_FROM),)
+
+$(SITE_STAMP): course_tools/site/requirements.txt $(STAMP)
+	$(PY) -m pip install --quiet $(WHEELS) -r course_tools/site/requirements.txt
+	touch $@
+
+# The website as a learner's browser shows it: built from a `small` run of every chapter (in build/site-test/),
+# then every page opened in headless Chromium (tests/site); screenshots in build/screenshots/.
+test-site: install $(SITE_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) browser-deps
+	COURSE_PROFILE=small HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
+	  $(PY) -m course_tools.run_course --profile small --out $(SITE_TEST)/run
+	$(PY) -m course_tools.site --out $(SITE_TEST)/site --lib slides/node_modules --executed $(SITE_TEST)/run
+	CHROMIUM=$(CHROMIUM) COURSE_SITE=$(SITE_TEST)/site $(PY) -m pytest tests/site -v -p no:cacheprovider
 
 lint: install
 	$(PY) -m ruff check .

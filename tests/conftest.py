@@ -20,8 +20,9 @@ else:
     _MADE_HERE = False
 os.environ["COURSE_DATA_DIR"] = os.environ[_SESSION_MARK]
 
-# tests/browser needs Chromium and a JupyterLab server: `make test-browser` runs it by name, `make test` leaves it out.
-collect_ignore = ["browser"]
+# tests/browser needs Chromium and a JupyterLab server: `make test-browser` runs it by name, `make test` leaves it out;
+# tests/site needs Chromium and a built site: `make test-site` runs it.
+collect_ignore = ["browser", "site"]
 
 
 def pytest_addoption(parser):
