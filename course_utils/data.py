@@ -29,6 +29,29 @@ MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's fi
 # The public hosts: the small (test) profile never asks them, only a mirror set in HF_ENDPOINT / COURSE_MNIST_MIRROR
 PUBLIC_HOSTS = {endpoint_address(DEFAULT_ENDPOINT), endpoint_address(MNIST_URL)}
 
+__all__ = [
+    "BACKGROUNDS",
+    "butterfly_attributes",
+    "butterfly_transform",
+    "ButterflyAttributes",
+    "data_dir",
+    "decode_images",
+    "DeviceBatches",
+    "digits_28",
+    "first_images",
+    "load_butterflies",
+    "load_image_folder",
+    "load_mnist",
+    "mnist_mirror",
+    "pipeline_dir",
+    "Source",
+    "synthetic_butterflies_folder",
+    "synthetic_butterfly",
+    "use_offline_data",
+    "WING_COLOURS",
+    "with_preprocessing",
+]
+
 
 class Source(NamedTuple):
     """A dataset and a sentence naming where it came from."""
@@ -80,12 +103,10 @@ def _download_mnist(root: Path, train: bool, transform) -> Dataset:
     mirror = _chosen_mnist_mirror()
     if mirror is None:
         return MNIST(root, train=train, download=True, transform=transform)
-    saved = MNIST.mirrors, MNIST.resources
-    MNIST.mirrors, MNIST.resources = [mirror], [(name, None) for name, _ in MNIST.resources]
-    try:
-        return MNIST(root, train=train, download=True, transform=transform)
-    finally:
-        MNIST.mirrors, MNIST.resources = saved
+    # torchvision's MNIST with the mirror as its only source and no checksums (named MNIST: its folder's name)
+    resources = [(name, None) for name, _ in MNIST.resources]
+    mirrored = type("MNIST", (MNIST,), {"mirrors": [mirror], "resources": resources})
+    return mirrored(root, train=train, download=True, transform=transform)
 
 
 # --- MNIST, or scikit-learn's bundled digits offline -------------------------------------------------
@@ -345,28 +366,6 @@ def first_images(dataset: Dataset, n: int) -> torch.Tensor:
     items = [dataset[i] for i in range(min(n, len(dataset)))]
     images = [item["images"] if isinstance(item, dict) else item[0] for item in items]
     return torch.stack(images)
-
-
-__all__ = [
-    "BACKGROUNDS",
-    "ButterflyAttributes",
-    "Source",
-    "WING_COLOURS",
-    "butterfly_attributes",
-    "butterfly_transform",
-    "data_dir",
-    "pipeline_dir",
-    "digits_28",
-    "first_images",
-    "load_butterflies",
-    "load_image_folder",
-    "load_mnist",
-    "mnist_mirror",
-    "synthetic_butterflies_folder",
-    "synthetic_butterfly",
-    "use_offline_data",
-    "with_preprocessing",
-]
 
 
 # ---- Training batches on the device (chapter 3's fast path, chapter 5's script) -----------------------------

@@ -139,19 +139,22 @@ class DigitScorer:
         resamples (with replacement) of the images, the reference features held fixed."""
         self.model.eval()
         feats = self.model.features(images.detach().float().cpu().clamp(0, 1)).numpy().astype(np.float64)
-        rng = np.random.default_rng(seed)
-        draws = [frechet_distance(feats[rng.integers(0, len(feats), len(feats))], self.reference_features)
-                 for _ in range(rounds)]
-        return float(np.std(draws))
+        return float(np.std(bootstrap(lambda i: frechet_distance(feats[i], self.reference_features), len(feats),
+                                      rounds, seed)))
 
 
 def score_spread(scorer, images: torch.Tensor, rounds: int = 30, seed: int = 0, **options) -> dict[str, float]:
     """The uncertainty of ``scorer.score(images, **options)``: each number's standard deviation over ``rounds``
     bootstrap resamples (with replacement) of the images — print it beside the score (``0.62 ± 0.05``)."""
-    rng = np.random.default_rng(seed)
-    draws = [scorer.score(images[torch.from_numpy(rng.integers(0, len(images), len(images)))], **options)
-             for _ in range(rounds)]
+    draws = bootstrap(lambda i: scorer.score(images[torch.from_numpy(i)], **options), len(images), rounds, seed)
     return {key: float(np.std([d[key] for d in draws])) for key in draws[0]}
+
+
+def bootstrap(statistic: Callable[[np.ndarray], Any], n: int, rounds: int, seed: int = 0) -> list:
+    """``statistic(index)`` on ``rounds`` bootstrap resamples of ``n`` items: each ``index`` draws ``n`` positions
+    with replacement. The spread of what it returns is the statistic's uncertainty."""
+    rng = np.random.default_rng(seed)
+    return [statistic(rng.integers(0, n, n)) for _ in range(rounds)]
 
 
 def _train_reader(make: Callable[[], nn.Module], train: Dataset, epochs: int, seed: int, lr: float, desc: str,

@@ -33,6 +33,7 @@ from course_utils.controlnet import (
 )
 from course_utils.data import butterfly_attributes
 from course_utils.files import atomic_folder, write_text_atomic
+from course_utils.metrics import bootstrap
 
 from .cards import template
 
@@ -42,8 +43,7 @@ SCALES = (0.0, 0.25, 0.5, 1.0, 1.5)
 
 def _spread(values: torch.Tensor, rounds: int = 200) -> float:
     """Half-width of the bootstrap 95 % interval of the mean."""
-    rng = np.random.default_rng(0)
-    means = [float(values[rng.integers(len(values), size=len(values))].float().mean()) for _ in range(rounds)]
+    means = bootstrap(lambda i: float(values[i].float().mean()), len(values), rounds)
     return round((np.percentile(means, 97.5) - np.percentile(means, 2.5)) / 2, 4)
 
 
