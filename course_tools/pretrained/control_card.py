@@ -47,7 +47,7 @@ def _spread(values: torch.Tensor, rounds: int = 200) -> float:
     return round((np.percentile(means, 97.5) - np.percentile(means, 2.5)) / 2, 4)
 
 
-def evaluate(pipeline, base, n: int = 100, steps: int = 20, guidance: float = 5.0) -> dict:
+def evaluate_control(pipeline, base, n: int = 100, steps: int = 20, guidance: float = 5.0) -> dict:
     """IoU and wings-as-captioned (mean, spread) of the drawings, of the base pipeline without control, and of
     ``pipeline`` (a ControlNet pipeline at each conditioning scale)."""
     from diffusers import StableDiffusionControlNetPipeline
@@ -79,7 +79,7 @@ def evaluate(pipeline, base, n: int = 100, steps: int = 20, guidance: float = 5.
     return dict(rows=rows, n=n, steps=steps, guidance=guidance, seconds=round(time.perf_counter() - start, 1))
 
 
-def sample_grid(pipeline, n: int = 8):
+def control_grid(pipeline, n: int = 8):
     """Two rows per column pair: held-out controls | their samples (4 pairs a row, 96 px each)."""
     from diffusers.utils import make_image_grid
     from torchvision.transforms.functional import to_pil_image
@@ -115,8 +115,8 @@ def ship(run: Path, folder: Path, command: str, machine: str) -> Path:
         tmp.chmod(0o755)
     base = load("tiny-sd-butterflies")
     pipeline = load_control(design, folder, base)  # the shipped float16 weights, as learners will load them
-    scores = evaluate(pipeline, base)
-    sample_grid(pipeline).save(folder / "samples.png")
+    scores = evaluate_control(pipeline, base)
+    control_grid(pipeline).save(folder / "samples.png")
     write_text_atomic(folder / "training.json", json.dumps(record, indent=1))
     write_text_atomic(folder / "scores.json", json.dumps(scores, indent=1))
     write_text_atomic(folder / "README.md", card(folder.name, record, scores))
