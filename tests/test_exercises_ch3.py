@@ -31,16 +31,6 @@ def random_flip(images, generator):
     return torch.where(mask, images.flip(-1), images)
 
 
-def train_step(model, scheduler, optimizer, clean, generator):
-    noise = torch.randn(clean.shape, generator=generator)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),), generator=generator)
-    loss = F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, noise)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad()
-    return loss.item()
-
-
 def sample(model, scheduler, n, steps, generator, to01=True, set_steps=True, step_generator=True):
     size = model.config.sample_size
     x = torch.randn((n, 3, size, size), generator=generator)
@@ -53,7 +43,7 @@ def sample(model, scheduler, n, steps, generator, to01=True, set_steps=True, ste
 
 def test_the_reference_solutions_pass():
     assert check_preprocess(preprocess) and check_random_flip(random_flip)
-    assert check_train_step(train_step) and check_sample(sample)
+    assert check_train_step(a_step()) and check_sample(sample)
 
 
 def test_untouched_stubs_are_not_done():
@@ -86,39 +76,28 @@ def test_an_upside_down_flip_or_flipping_everything_fails():
     assert not verdict and "100%" in verdict.en and "一半" in verdict.zh
 
 
+def a_step(draw=torch.randn, step: bool = True, zero_grad: bool = True):
+    """Chapter 3's training step with one thing changed: the noise drawn by ``draw``, or a call left out."""
+    def train_step(model, scheduler, optimizer, clean, generator):
+        noise = draw(clean.shape, generator=generator)
+        t = torch.randint(0, 1000, (len(clean),), generator=generator)
+        loss = F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, noise)
+        loss.backward()
+        if step:
+            optimizer.step()
+        if zero_grad:
+            optimizer.zero_grad()
+        return loss.item()
+
+    return train_step
+
+
 def test_a_step_without_zero_grad_or_optimizer_step_or_with_uniform_noise_fails():
-    def no_zero_grad(model, scheduler, optimizer, clean, generator):
-        noise = torch.randn(clean.shape, generator=generator)
-        t = torch.randint(0, 1000, (len(clean),), generator=generator)
-        loss = F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, noise)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    verdict = check_train_step(no_zero_grad)
+    verdict = check_train_step(a_step(zero_grad=False))
     assert not verdict and "zero_grad" in verdict.en and "清零梯度" in verdict.zh
-
-    def no_step(model, scheduler, optimizer, clean, generator):
-        noise = torch.randn(clean.shape, generator=generator)
-        t = torch.randint(0, 1000, (len(clean),), generator=generator)
-        loss = F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, noise)
-        loss.backward()
-        optimizer.zero_grad()
-        return loss.item()
-
-    verdict = check_train_step(no_step)
+    verdict = check_train_step(a_step(step=False))
     assert not verdict and "optimizer.step()" in verdict.en and "权重没有变化" in verdict.zh
-
-    def uniform(model, scheduler, optimizer, clean, generator):
-        noise = torch.rand(clean.shape, generator=generator)
-        t = torch.randint(0, 1000, (len(clean),), generator=generator)
-        loss = F.mse_loss(model(scheduler.add_noise(clean, noise, t), t).sample, noise)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        return loss.item()
-
-    verdict = check_train_step(uniform)
+    verdict = check_train_step(a_step(draw=torch.rand))
     assert not verdict and "Gaussian" in verdict.en and "高斯" in verdict.zh
 
 
