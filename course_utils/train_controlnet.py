@@ -24,8 +24,8 @@ mean the same. ``training_log.json`` holds the losses, the IoU by step, the time
 ``--checkpointing_steps`` saves the whole state into ``checkpoints/checkpoint-<step>``, whole or not at all
 (``course_utils.runs``); ``--resume_from_checkpoint latest`` continues from the newest, and since each batch is
 drawn from a generator seeded by its step, a resumed run ends with the same weights as an uninterrupted one.
-Every flag is checked before anything is drawn or built (``course_utils.cli``): one ``error:`` line per problem,
-exit code 2.
+Every flag is checked before anything is drawn or built (``course_utils.train_checks``): one ``error:`` line per
+problem, exit code 2.
 """
 
 from __future__ import annotations
@@ -41,20 +41,8 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
-from . import tiny_sd
-from .cli import (
-    AT_LEAST_1,
-    FLOAT,
-    INT,
-    LR_SCHEDULERS,
-    MIXED_PRECISION,
-    NOT_NEGATIVE,
-    Parser,
-    errors,
-    exit_on_problems,
-    parse,
-    rules,
-)
+from . import tiny_sd, train_checks
+from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems, parse
 from .controlnet import (
     MODEL_FOLDERS,
     control_pipeline,
@@ -80,6 +68,7 @@ def default_base() -> Path:
 
 
 def build_parser() -> Parser:
+    """The script's flags (named as in diffusers' ``train_controlnet.py`` where they mean the same)."""
     p = Parser(prog="python -m course_utils.train_controlnet", description=__doc__.split("\n")[0])
     p.add_argument("--output_dir", type=Path, required=True, help="where the model, checkpoints and log go")
     p.add_argument("--design", default="controlnet", choices=tuple(MODEL_FOLDERS),
@@ -104,42 +93,15 @@ def build_parser() -> Parser:
     return p
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags as typed, with ``parse_problems`` (unknown flags, missing values, bad types and choices)."""
+    args, args.parse_problems = parse(build_parser(), argv)
+    return args
+
+
 def check_args(args: argparse.Namespace) -> list[str]:
     """Every problem with the flags, one ``error:`` line each (nothing is drawn, built or written)."""
-    problems = list(getattr(args, "parse_problems", []))
-    problems += rules(args, build_parser(), {
-        **{flag: AT_LEAST_1 for flag in ("num_images", "max_train_steps", "train_batch_size", "validation_steps",
-                                         "num_validation_images", "validation_inference_steps",
-                                         "checkpointing_steps", "checkpoints_total_limit")},
-        "lr_warmup_steps": NOT_NEGATIVE, "learning_rate": (lambda v: 0 < v < 1, "between 0 and 1, e.g. 1e-3")})
-    if args.mixed_precision == "fp16" and not torch.cuda.is_available():
-        problems.append("--mixed_precision fp16: needs a GPU; use no (or bf16) on a CPU")
-    base = args.pretrained_model_name_or_path
-    if not (base / "model_index.json").is_file() or not (base / "unet" / "config.json").is_file():
-        problems.append(f"--pretrained_model_name_or_path {base}: not a Stable Diffusion pipeline folder (no "
-                        "model_index.json and unet/); pass one saved by course_utils.train_text_to_image")
-    out = args.output_dir
-    if out.exists() and not out.is_dir():
-        problems.append(f"--output_dir {out}: is a file; pass a folder (it is created if missing)")
-    elif args.resume_from_checkpoint is None and out.is_dir() and any(p.name[0] != "." for p in out.iterdir()):
-        problems.append(f"--output_dir {out}: holds another run; pass --resume_from_checkpoint latest to continue "
-                        "it, or a new folder")
-    elif args.resume_from_checkpoint not in (None, "latest"):
-        ckpt = Path(args.resume_from_checkpoint)
-        if not (ckpt / "course_step.json").is_file():
-            problems.append(f"--resume_from_checkpoint {ckpt}: not a checkpoint of this script (want "
-                            f"{out}/{CHECKPOINTS}/checkpoint-N, or latest)")
-        elif ckpt.resolve().parent.parent != out.resolve():
-            problems.append(f"--resume_from_checkpoint {ckpt}: belongs to another run; pass that run's folder as "
-                            "--output_dir")
-    return errors(problems)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags, checked: every problem printed as an ``error:`` line, exit code 2."""
-    args, args.parse_problems = parse(build_parser(), argv)
-    exit_on_problems(check_args(args))
-    return args
+    return train_checks.controlnet(args, build_parser())
 
 
 def batch_generator(seed: int, step: int, process: int) -> torch.Generator:
@@ -159,6 +121,7 @@ def trainable(design: str, unet, halvings: int) -> torch.nn.Module:
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
+    exit_on_problems(check_args(args))  # printed once, by the first process
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
     out, design = args.output_dir, args.design

@@ -43,13 +43,56 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
-from . import tiny_sd
-from .cli import exit_on_problems
+from . import tiny_sd, train_checks
+from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems, parse
 from .data import butterfly_attributes
 from .files import atomic_folder
 from .metrics import drawn_butterflies
 from .runs import LOG_FILE, TrainingLog, list_checkpoints, load_checkpoint, save_checkpoint, save_pipeline_into
-from .train_text_to_image_checks import STAGES, check_args, parse_args, stage_of
+
+STAGES = ("vae", "unet")
+
+
+def build_parser() -> Parser:
+    """The script's flags (named as in diffusers' ``train_text_to_image.py`` where they mean the same)."""
+    p = Parser(prog="python -m course_utils.train_text_to_image",
+               description="Train the course's tiny Stable Diffusion on captioned synthetic butterflies.")
+    p.add_argument("--output_dir", type=Path, default=Path("tiny-sd"),
+                   help="where the pipeline, checkpoints and log go (default: tiny-sd)")
+    p.add_argument("--resolution", type=INT, default=32, help="image size (a multiple of 8; latents are a quarter)")
+    p.add_argument("--num_images", type=INT, default=5000, help="synthetic butterflies drawn for training")
+    p.add_argument("--seed", type=INT, default=0)
+    p.add_argument("--vae_steps", type=INT, default=1000,
+                   help="stage 1: VAE updates (0: keep the VAE untrained; its scaling factor is still measured)")
+    p.add_argument("--vae_batch_size", type=INT, default=64)
+    p.add_argument("--vae_learning_rate", type=FLOAT, default=1e-3)
+    p.add_argument("--kl_weight", type=FLOAT, default=1e-6, help="weight of the VAE's KL term (Stable Diffusion: 1e-6)")
+    p.add_argument("--max_train_steps", type=INT, default=2500, help="stage 2: U-Net + text encoder updates")
+    p.add_argument("--train_batch_size", type=INT, default=128)
+    p.add_argument("--learning_rate", type=FLOAT, default=1e-3)
+    p.add_argument("--lr_scheduler", default="cosine", choices=LR_SCHEDULERS)
+    p.add_argument("--lr_warmup_steps", type=INT, default=200)
+    p.add_argument("--mixed_precision", default="no", choices=MIXED_PRECISION)
+    p.add_argument("--checkpointing_steps", type=INT, default=500)
+    p.add_argument("--checkpoints_total_limit", type=INT, default=1)
+    p.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags as typed, with ``parse_problems`` (unknown flags, missing values, bad types and choices)."""
+    args, args.parse_problems = parse(build_parser(), argv)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> list[str]:
+    """Every problem with the flags, one ``error:`` line each (nothing is drawn, built or written)."""
+    return train_checks.text_to_image(args, build_parser())
+
+
+def stage_of(checkpoint: Path) -> str:
+    """The stage a checkpoint folder belongs to: "vae" or "unet" (from ``checkpoints-<stage>/checkpoint-N``)."""
+    return checkpoint.parent.name.removeprefix("checkpoints-")
 
 
 def resume_point(args: argparse.Namespace) -> tuple[str, Path | None]:

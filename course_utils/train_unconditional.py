@@ -21,7 +21,7 @@ DDPM, a ``FlowMatchEulerDiscreteScheduler`` saved; ``--weighting_scheme`` / ``--
 mode follows the UNet: a config with ``in_channels: 1`` trains on grayscale images, 3 on RGB. The script reads
 top to bottom: configuration, data, model, loop, checkpoint, save.
 
-Checks first: ``train_unconditional_checks`` holds the flags and looks at every one before any data is read or
+Checks first: ``train_checks.unconditional`` looks at every flag (``build_parser`` below) before any data is read or
 model built — types, ranges, choices, combinations, the model's config against the resolution, the output
 folder, a checkpoint to resume, and with ``--push_to_hub`` the token and the Hub — and the script stops with
 one ``error:`` line per problem (all of them, exit code 2), so a mistake costs seconds, not a training run.
@@ -41,6 +41,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -54,14 +55,138 @@ from diffusers.training_utils import EMAModel, compute_density_for_timestep_samp
 from torchvision import transforms
 from tqdm.auto import tqdm
 
-from . import train_unconditional_checks as checks
-from .cli import exit_on_problems
+from . import train_checks
+from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems, parse
 from .data import DeviceBatches
 from .diffusion import default_unet, diffusion_loss, is_flow
 from .files import atomic_file, write_text_atomic
 from .imagefolder import BadImagesError, to_rgb
 from .runs import TrainingLog, load_checkpoint, resume_path, save_checkpoint, save_pipeline_into
 from .sampling import sample_ddpm, sample_grid
+
+# ---- Configuration: the flags (checked by ``train_checks.unconditional``) ---------------------------------
+
+# Flags whose value is one of a list.
+CHOICES = {
+    "lr_scheduler": LR_SCHEDULERS,
+    "logger": ("tensorboard", "wandb"),
+    "mixed_precision": MIXED_PRECISION,
+    "prediction_type": ("epsilon", "sample", "v_prediction", "flow"),
+    "ddpm_beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "laplace"),
+    "data_on_device": ("auto", "yes", "no"),
+    "weighting_scheme": ("none", "logit_normal", "mode"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The diffusers example's flags (same names and defaults; wider ``--prediction_type`` and
+    ``--ddpm_beta_schedule`` choices) plus the course's."""
+    p = Parser(prog="python -m course_utils.train_unconditional",
+               description="Train an unconditional DDPM (diffusers-compatible flags).")
+    add = p.add_argument
+
+    def choice(name: str, default: str, help: str = "") -> None:
+        add(f"--{name}", type=str, default=default, choices=CHOICES[name], help=help)
+
+    add("--dataset_name", type=str, default=None, help="A Hub dataset id, or a local dataset path.")
+    add("--dataset_config_name", type=str, default=None, help="The dataset's config, if it has several.")
+    add("--model_config_name_or_path", type=str, default=None,
+        help="A UNet config (folder or Hub id); default: a UNet sized for --resolution.")
+    add("--pretrained_model_name_or_path", type=str, default=None,
+        help="Start from this pipeline's UNet weights and scheduler (a local diffusers folder or a Hub id): "
+             "fine-tuning.")
+    add("--train_data_dir", type=str, default=None, help="A folder of images (ignored if --dataset_name is given).")
+    add("--output_dir", type=str, default="ddpm-model-64", help="Where the pipeline, checkpoints and logs go.")
+    add("--overwrite_output_dir", action="store_true",
+        help="Delete --output_dir first if it holds another run (a pipeline or checkpoints).")
+    add("--cache_dir", type=str, default=None, help="Where downloaded datasets are cached.")
+    add("--resolution", type=INT, default=64, help="Images are resized (and cropped) to this size.")
+    add("--center_crop", action="store_true", help="Crop the centre after resizing (default: a random crop).")
+    add("--random_flip", action="store_true", help="Flip images left-right at random.")
+    add("--train_batch_size", type=INT, default=16, help="Batch size per device.")
+    add("--eval_batch_size", type=INT, default=16, help="How many images to generate for each sample grid.")
+    add("--dataloader_num_workers", type=INT, default=0, help="Data-loading subprocesses (0: the main one).")
+    add("--num_epochs", type=INT, default=100)
+    add("--save_images_epochs", type=INT, default=10, help="Generate a sample grid every N epochs.")
+    add("--save_model_epochs", type=INT, default=10, help="Save the pipeline every N epochs.")
+    add("--gradient_accumulation_steps", type=INT, default=1, help="Batches to accumulate per update.")
+    add("--learning_rate", type=FLOAT, default=1e-4, help="Learning rate after the warm-up.")
+    choice("lr_scheduler", "cosine", "The LR schedule after the warm-up.")
+    add("--lr_warmup_steps", type=INT, default=500, help="Warm-up steps of the LR schedule.")
+    add("--adam_beta1", type=FLOAT, default=0.95)
+    add("--adam_beta2", type=FLOAT, default=0.999)
+    add("--adam_weight_decay", type=FLOAT, default=1e-6)
+    add("--adam_epsilon", type=FLOAT, default=1e-08)
+    add("--use_ema", action="store_true", help="Keep an exponential moving average of the weights and save it.")
+    add("--ema_inv_gamma", type=FLOAT, default=1.0, help="EMA warm-up: inverse gamma.")
+    add("--ema_power", type=FLOAT, default=3 / 4, help="EMA warm-up: power.")
+    add("--ema_max_decay", type=FLOAT, default=0.9999, help="The largest EMA decay.")
+    add("--push_to_hub", action="store_true",
+        help="Upload the final pipeline (token from HF_TOKEN or `hf auth login`; checked before training).")
+    add("--hub_token", type=str, default=None, help="Refused: put the token in HF_TOKEN, not on the command line.")
+    add("--hub_model_id", type=str, default=None, help="Repo id for --push_to_hub (default: <user>/<output_dir>).")
+    add("--hub_private_repo", action="store_true", help="Create the Hub repo as private.")
+    choice("logger", "tensorboard")
+    add("--logging_dir", type=str, default="logs", help="Log folder, inside --output_dir.")
+    add("--local_rank", type=INT, default=-1, help="Set by the launcher in distributed runs.")
+    choice("mixed_precision", "no")
+    choice("prediction_type", "epsilon",
+           "What the UNet learns to output. flow: flow matching (rectified flow, chapter 12) instead of DDPM: "
+           "x_t = (1 - t) x0 + t noise, target noise - x0, the UNet given t*1000, a FlowMatchEulerDiscreteScheduler "
+           "saved (the --ddpm_beta_schedule is then unused).")
+    add("--ddpm_num_steps", type=INT, default=1000)
+    add("--ddpm_num_inference_steps", type=INT, default=1000)
+    choice("ddpm_beta_schedule", "linear")
+    add("--checkpointing_steps", type=INT, default=500, help="Save the full training state every N updates.")
+    add("--checkpoints_total_limit", type=INT, default=None, help="Keep at most N checkpoints (oldest removed).")
+    add("--resume_from_checkpoint", type=str, default=None, help='A checkpoint folder, or "latest".')
+    add("--enable_xformers_memory_efficient_attention", action="store_true")
+    # The course's additions.
+    add("--seed", type=INT, default=None, help="Seed everything (data order, noise, initial weights).")
+    add("--max_train_steps", type=INT, default=None, help="Stop after N updates (overrides --num_epochs).")
+    add("--skip_bad_images", action="store_true", help="Skip unreadable images (named in a warning).")
+    choice("data_on_device", "auto",
+           "Decode the images once into a uint8 tensor on the training device, flip there, and on CUDA use "
+           "TF32 and channels_last (the fast path). auto: on CUDA when the images fit in 2 GB and the crop "
+           "is fixed (--center_crop or square images).")
+    add("--class_conditional", action="store_true",
+        help="Train a class-conditioned UNet on the dataset's 'label' column (an image folder's sub-folder names); "
+             "one extra class embedding means 'no class', for classifier-free guidance.")
+    add("--snr_gamma", type=FLOAT, default=None,
+        help="Min-SNR loss weighting (Hang et al. 2023) with this gamma, as in diffusers' train_text_to_image.py "
+             "(5.0 is the paper's choice); default: none, plain MSE.")
+    add("--class_drop_prob", type=FLOAT, default=0.1,
+        help="With --class_conditional: the share of labels replaced by 'no class' during training.")
+    # Flow matching (--prediction_type flow), named as in diffusers' train_dreambooth_sd3.py.
+    choice("weighting_scheme", "none",
+           "With --prediction_type flow: how t is drawn (diffusers.training_utils."
+           "compute_density_for_timestep_sampling): none = uniform, logit_normal = SD3's, mode.")
+    add("--logit_mean", type=FLOAT, default=0.0, help="--weighting_scheme logit_normal: the mean of the logit.")
+    add("--logit_std", type=FLOAT, default=1.0, help="--weighting_scheme logit_normal: the spread of the logit.")
+    add("--mode_scale", type=FLOAT, default=1.29, help="--weighting_scheme mode: the scale.")
+    add("--flow_shift", type=FLOAT, default=1.0,
+        help="With --prediction_type flow: the saved scheduler's timestep shift (SD3 uses 3.0 at 1024 px).")
+    add("--reflow_pairs", type=INT, default=None,
+        help="Reflow (rectified flow's second round, chapter 12): fine-tune --pretrained_model_name_or_path, a flow "
+             "pipeline, on N pairs (noise, that pipeline's Euler sample from it) instead of images.")
+    add("--reflow_steps", type=INT, default=32, help="With --reflow_pairs: the Euler steps of each pair's sample.")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags as typed (``check_args`` checks them), with ``given_flags`` and ``parse_problems`` (unknown
+    flags, flags without a value, values not of their type or not among their choices) added."""
+    args, args.parse_problems = parse(build_parser(), argv)
+    env_rank = int(os.environ.get("LOCAL_RANK", -1))
+    if env_rank != -1:
+        args.local_rank = env_rank
+    return args
+
+
+def check_args(args: argparse.Namespace) -> list[str]:
+    """Every problem with the flags, one ``error:`` line each, before any data is read or model built."""
+    return train_checks.unconditional(args, build_parser())
+
 
 # ---- Data -----------------------------------------------------------------------------------------------
 
@@ -206,7 +331,7 @@ def build_model(args: argparse.Namespace, accelerator: Accelerator, names: list[
             raise SystemExit(f"error: --pretrained_model_name_or_path {args.pretrained_model_name_or_path} has "
                              f"{model.config.num_class_embeds - 1} classes, the data {len(names)}; fine-tune it on "
                              "images with the same classes")
-        _, scheduler_config = checks.pretrained_configs(args.pretrained_model_name_or_path)
+        _, scheduler_config = train_checks.pretrained_configs(args.pretrained_model_name_or_path)
         described = "its scheduler" if scheduler_config else "no scheduler in it: the --ddpm_* flags' schedule"
         accelerator.print(f"UNet weights from {args.pretrained_model_name_or_path} ({described})")
     elif args.model_config_name_or_path is None:
@@ -226,20 +351,15 @@ def build_model(args: argparse.Namespace, accelerator: Accelerator, names: list[
 
 def noise_schedule(args: argparse.Namespace, scheduler_config: dict | None):
     """The training noise schedule: a pretrained pipeline's, or the --ddpm_* flags' (flow matching's with
-    --prediction_type flow); ``args`` then records the schedule used."""
+    --prediction_type flow). ``args`` is left as typed: ``main`` records the schedule used."""
     flow = args.prediction_type == "flow" or (scheduler_config or {}).get("_class_name") == \
         FlowMatchEulerDiscreteScheduler.__name__
     if flow:  # flow matching: sigma = t in [0, 1], the UNet sees t * num_train_timesteps (diffusers' convention)
-        args.prediction_type = "flow"
         if scheduler_config:
             return FlowMatchEulerDiscreteScheduler.from_config(scheduler_config)
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=args.ddpm_num_steps, shift=args.flow_shift)
     if scheduler_config is not None:
-        scheduler = DDPMScheduler.from_config(scheduler_config)
-        c = scheduler.config
-        args.ddpm_num_steps, args.ddpm_beta_schedule, args.prediction_type = (
-            c.num_train_timesteps, c.beta_schedule, c.prediction_type)  # logged as used
-        return scheduler
+        return DDPMScheduler.from_config(scheduler_config)
     return DDPMScheduler(num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule,
                          prediction_type=args.prediction_type)
 
@@ -370,8 +490,8 @@ def push(args: argparse.Namespace, output_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     """Check every flag, then train, checkpoint, save (and upload); return the output folder."""
-    args = checks.parse_args(argv)  # configuration: every flag checked before anything is read or built
-    exit_on_problems(checks.check_args(args))
+    args = parse_args(argv)  # configuration: every flag checked before anything is read or built
+    exit_on_problems(check_args(args))
     output_dir = Path(args.output_dir).expanduser()
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
@@ -392,6 +512,12 @@ def main(argv: list[str] | None = None) -> Path:
 
     model, scheduler_config = build_model(args, accelerator, names)  # model, schedules, optimizer
     noise_scheduler = noise_schedule(args, scheduler_config)
+    if is_flow(noise_scheduler):  # the log records the schedule used (a pretrained pipeline's, not the flags')
+        args.prediction_type = "flow"
+    elif scheduler_config is not None:
+        c = noise_scheduler.config
+        args.ddpm_num_steps, args.ddpm_beta_schedule, args.prediction_type = (
+            c.num_train_timesteps, c.beta_schedule, c.prediction_type)
     if args.reflow_pairs:
         loader, on_device = reflow_loader(args, accelerator, model, noise_scheduler)
     else:

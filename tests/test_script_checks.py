@@ -14,9 +14,9 @@ import torch
 from diffusers import UNet2DModel
 from safetensors.torch import load_file, save_file
 
-from course_utils import hub, pretrained, run_course
+from course_tools import run_course
+from course_utils import hub, pretrained
 from course_utils import train_unconditional as tu
-from course_utils import train_unconditional_checks as checks
 
 TOKEN = "hf_SECRETfake123"  # planted in the environment: it must never show up anywhere
 TINY = dict(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=[8, 16],
@@ -38,7 +38,7 @@ def images(butterfly_folder) -> Path:
 
 def problems(*argv: str) -> list[str]:
     """The script's check lines for a command line."""
-    return checks.check_args(checks.parse_args(list(argv)))
+    return tu.check_args(tu.parse_args(list(argv)))
 
 
 def write_config(folder: Path, **changes) -> Path:
@@ -454,9 +454,9 @@ def test_a_push_that_can_work_fills_in_the_repo_id(role, scoped, images, tmp_pat
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(hub, "can_reach", lambda *a, **k: True)
     monkeypatch.setattr(huggingface_hub, "whoami", whoami_says(role, scoped=scoped))
-    args = checks.parse_args(["--train_data_dir", str(images), "--output_dir", str(tmp_path / "my-ddpm"),
+    args = tu.parse_args(["--train_data_dir", str(images), "--output_dir", str(tmp_path / "my-ddpm"),
                           "--push_to_hub"])
-    assert checks.check_args(args) == [] and args.hub_model_id == "me/my-ddpm"
+    assert tu.check_args(args) == [] and args.hub_model_id == "me/my-ddpm"
 
 
 def test_the_script_stops_before_any_work_with_every_line_and_no_token(images, tmp_path):

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from course_utils import train_unconditional_checks as checks
+from course_utils import train_unconditional as tu
 from course_utils.diffusion import default_unet
 from course_utils.runs import list_checkpoints
 
@@ -40,7 +40,7 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
 
 
 def test_flags_and_defaults_match_the_diffusers_example():
-    args = checks.parse_args(["--train_data_dir", "x"])
+    args = tu.parse_args(["--train_data_dir", "x"])
     expected = dict(output_dir="ddpm-model-64", resolution=64, train_batch_size=16, eval_batch_size=16, num_epochs=100,
                     save_images_epochs=10, save_model_epochs=10, gradient_accumulation_steps=1, learning_rate=1e-4,
                     lr_scheduler="cosine", lr_warmup_steps=500, adam_beta1=0.95, adam_beta2=0.999,
@@ -51,7 +51,7 @@ def test_flags_and_defaults_match_the_diffusers_example():
                     resume_from_checkpoint=None, center_crop=False, random_flip=False, push_to_hub=False,
                     seed=None, max_train_steps=None)
     assert {k: getattr(args, k) for k in expected} == expected
-    every = checks.parse_args([
+    every = tu.parse_args([
         "--dataset_name", "huggan/smithsonian_butterflies_subset", "--dataset_config_name", "default",
         "--model_config_name_or_path", "cfg", "--output_dir", "o", "--overwrite_output_dir", "--cache_dir", "c",
         "--resolution", "32", "--center_crop", "--random_flip", "--train_batch_size", "8", "--eval_batch_size", "4",
@@ -75,7 +75,7 @@ def test_flags_and_defaults_match_the_diffusers_example():
     (["--train_data_dir", "x", "--checkpointing_steps", "0"], "checkpointing_steps"),
 ])
 def test_bad_flags_are_refused_with_a_reason(argv, message):
-    problems = checks.check_args(checks.parse_args(argv))
+    problems = tu.check_args(tu.parse_args(argv))
     assert any(message in p for p in problems) and not any("hf_secret" in p for p in problems)
 
 
@@ -237,7 +237,7 @@ def test_class_conditional_needs_labelled_images(image_folder, tmp_path):
 
 
 def test_class_drop_prob_must_be_a_probability():
-    problems = checks.check_args(checks.parse_args(["--train_data_dir", "x", "--class_drop_prob", "1.5"]))
+    problems = tu.check_args(tu.parse_args(["--train_data_dir", "x", "--class_drop_prob", "1.5"]))
     assert any(p.startswith("error: --class_drop_prob 1.5: must be in [0, 1)") for p in problems)
 
 
@@ -268,7 +268,6 @@ def test_reflow_pairs_are_the_pretrained_flows_euler_samples_of_their_own_noise(
     from accelerate import Accelerator
 
     from course_utils import pretrained
-    from course_utils import train_unconditional as tu
     from course_utils.sampling import sample_ddpm
 
     teacher = pretrained.load("digits-28-flow")
