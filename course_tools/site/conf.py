@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MATHJAX = "_static/mathjax/MathJax.js?config=TeX-AMS_CHTML"
+MATHJAX = "mathjax/MathJax.js?config=TeX-AMS_CHTML"  # under _static/
 
 
 def settings(context: dict) -> dict:
@@ -42,12 +42,14 @@ def settings(context: dict) -> dict:
         "nb_ipywidgets_js": {},  # the widget manager lives on a CDN: widgets are left out
         "nb_merge_streams": True,
         "mathjax_path": MATHJAX,
+        "myst_update_mathjax": False,  # its settings are MathJax 3's
         "mathjax2_config": {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]],
                                         "processEscapes": True}},
         "html_theme": "sphinx_book_theme",
         "html_title": "Diffusion models, from scratch to diffusers",
         "html_static_path": ["_static"],
         "html_css_files": ["course.css"],
+        "html_favicon": str(HERE / "static" / "favicon.svg"),
         "templates_path": [str(HERE / "templates")],
         "html_last_updated_fmt": None,
         "html_context": {"default_mode": "light"},

@@ -197,6 +197,32 @@ def test_every_page_in_the_browser(site: Path, server: str, browser: Browser) ->
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems[:60])
 
 
+def test_the_bundled_mathjax_renders_tex(site: Path, server: str, browser: Browser) -> None:
+    """The chapters write their formulas in Unicode today, so no built page loads MathJax: a copy of the landing
+    page with Sphinx's MathJax lines (the site's settings) and a formula checks that a page with TeX renders it."""
+    import json
+
+    from course_tools.site.conf import MATHJAX, settings
+
+    config = settings({"repository": "", "twins": {}, "languages": {}, "runs": {}})["mathjax2_config"]
+    head = (f'<script type="text/x-mathjax-config">MathJax.Hub.Config({json.dumps(config)})</script>'
+            f'<script async="async" src="_static/{MATHJAX}"></script></head>')
+    formula = r'<p><span class="math notranslate nohighlight">\(\frac{1}{2}\sqrt{\bar\alpha_t}\)</span></p></article>'
+    probe = site / "math-probe.html"
+    probe.write_text((site / "index.html").read_text(encoding="utf-8").replace("</head>", head, 1)
+                     .replace("</article>", formula, 1), encoding="utf-8")
+    try:
+        page = browser.new_page()
+        watched = _Watched(page, server)
+        page.goto(f"{server}math-probe.html")
+        problems = watched.check("math-probe.html")
+        rendered = page.locator(".mjx-chtml").count()
+        page.close()
+    finally:
+        probe.unlink()
+    assert rendered >= 1 and not problems, f"MathJax rendered {rendered} formula(s); problems: {problems}"
+
+
 def test_search_finds_a_chapter(server: str, browser: Browser) -> None:
     page = browser.new_page()
     page.goto(f"{server}search.html?q=DDIM")
