@@ -148,11 +148,12 @@ $(NODE_STAMP): slides/package.json slides/package-lock.json
 # build/); a chapter not executed there is said in one line and its page shows the code without outputs. Its
 # packages: course_tools/site/requirements.txt (installed here, not by make install); MathJax: slides/node_modules.
 SITE_FROM ?= build
+SITE_OUT ?= build/site
 SITE_STAMP := $(VENV)/.installed-site
 SITE_TEST := build/site-test
 
 site: install $(SITE_STAMP) $(NODE_STAMP)
-	$(PY) -m course_tools.site --out build/site --lib slides/node_modules \
+	$(PY) -m course_tools.site --out $(SITE_OUT) --lib slides/node_modules \
 	  $(if $(wildcard $(SITE_FROM)),--executed $(SITE_FROM),)
 
 $(SITE_STAMP): course_tools/site/requirements.txt $(STAMP)

@@ -32,4 +32,4 @@ def test_site_workflow_deploys_what_make_site_writes_to_pages():
     assert "actions/deploy-pages" in uses
     assert data["permissions"]["pages"] == "write" and data["permissions"]["id-token"] == "write"
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    assert "--out build/site " in makefile, "make site no longer writes build/site: the workflow deploys that folder"
+    assert "SITE_OUT ?= build/site\n" in makefile, "make site no longer writes build/site: the workflow deploys it"
