@@ -1,10 +1,10 @@
 """What the course's three training scripts check before any data is read or model built.
 
-Each script declares its flags (its ``build_parser``) and calls its function here, ``unconditional``,
-``text_to_image`` or ``controlnet``, which returns every problem as one ``error:`` line (``course_utils.cli``), all
-at once; none means the run can start. Top to bottom: the tables (each flag's range; flags that need, or clash
-with, another), then what every script checks (the device, the output folder, a checkpoint to resume), then what
-train_unconditional checks beyond them (its data, its model, an upload).
+Each script declares its flags (``build_parser``) and calls its function here (``unconditional``,
+``text_to_image``, ``controlnet``): the flags, and every problem with them as one ``error:`` line, all at once
+(``course_utils.cli``); no line means the run can start. Top to bottom: the tables (each flag's range; flags that
+need, or clash with, another), what every script checks (the device, the output folder, a checkpoint to resume),
+then what train_unconditional checks beyond them (its data, its model, an upload).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .cli import AT_LEAST_1, FRACTION, NOT_NEGATIVE, POSITIVE, errors, rules, typed
+from .cli import AT_LEAST_1, FRACTION, NOT_NEGATIVE, POSITIVE, Parser, errors, parse, rules, typed
 from .runs import resume_path, run_marks
 
 # ---- The tables ------------------------------------------------------------------------------------------------
@@ -139,9 +139,10 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))[:3] if folder.is_dir() else []
 
 
-def controlnet(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
-    """Every problem with train_controlnet's flags, one ``error:`` line each (nothing is drawn, built or written)."""
-    problems = [*args.parse_problems, *rules(args, parser, CONTROLNET), *_device_problems(args)]
+def controlnet(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """train_controlnet's flags and every problem with them, one ``error:`` line each (nothing is drawn or built)."""
+    args, problems = parse(parser, argv)
+    problems += rules(args, parser, CONTROLNET) + _device_problems(args)
     base = args.pretrained_model_name_or_path
     if not (base / "model_index.json").is_file() or not (base / "unet" / "config.json").is_file():
         problems.append(f"--pretrained_model_name_or_path {base}: not a Stable Diffusion pipeline folder (no "
@@ -149,16 +150,17 @@ def controlnet(args: argparse.Namespace, parser: argparse.ArgumentParser) -> lis
     found = _output_problems(args, _files(args.output_dir))
     if not found and args.resume_from_checkpoint not in (None, "latest"):
         found = _checkpoint_problems(args, "checkpoints")
-    return errors(problems + found)
+    return args, errors(problems + found)
 
 
-def text_to_image(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
-    """Every problem with train_text_to_image's flags, one ``error:`` line each (nothing is drawn, built or
-    written); a checkpoint to resume must be of the stage that is due."""
-    problems = [*args.parse_problems, *rules(args, parser, TEXT_TO_IMAGE), *_device_problems(args)]
+def text_to_image(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """train_text_to_image's flags and every problem with them, one ``error:`` line each (nothing is drawn or
+    built); a checkpoint to resume must be of the stage that is due."""
+    args, problems = parse(parser, argv)
+    problems += rules(args, parser, TEXT_TO_IMAGE) + _device_problems(args)
     found = _output_problems(args, _files(args.output_dir))
     if found or args.resume_from_checkpoint in (None, "latest"):
-        return errors(problems + found)
+        return args, errors(problems + found)
     ckpt, vae = Path(args.resume_from_checkpoint), args.output_dir / "vae"
     flag, found = f"--resume_from_checkpoint {ckpt}", _checkpoint_problems(args, "checkpoints-vae", "checkpoints-unet")
     if not found and ckpt.parent.name == "checkpoints-unet" and not (vae / "config.json").is_file():
@@ -166,18 +168,19 @@ def text_to_image(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     elif not found and ckpt.parent.name == "checkpoints-vae" and (vae / "config.json").is_file():
         found = [f"{flag}: the VAE stage has finished ({vae}); resuming it would retrain the VAE and lose stage 2: "
                  "pass latest"]
-    return errors(problems + found)
+    return args, errors(problems + found)
 
 
 # ---- train_unconditional: the flags above, its data, its model, an upload ----------------------------------------
 
 
-def unconditional(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
-    """Every problem with train_unconditional's flags, one ``error:`` line each (none: the run can start).
+def unconditional(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """train_unconditional's flags and every problem with them, one ``error:`` line each (none: the run can start).
 
     Writes nothing; reads small files only (a UNet's config, a checkpoint's parameter shapes) and, with
     ``--push_to_hub``, asks the Hub about the token, filling in ``args.hub_model_id`` when it was left out."""
-    problems = [*args.parse_problems, *rules(args, parser, UNCONDITIONAL), *_device_problems(args)]
+    args, problems = parse(parser, argv)
+    problems += rules(args, parser, UNCONDITIONAL) + _device_problems(args)
     problems += [f"--{flag} only means something with {needs}: add {needs}, or drop --{flag}"
                  for flag, needs in NEEDS.items() if flag in args.given_flags and not _is_set(args, needs)]
     problems += [f"--{flag} with {setting}: {why}; drop --{flag}"
@@ -197,12 +200,12 @@ def unconditional(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         problems.append(f"--logger {args.logger}: the {logger} package is not installed; pip install {logger}, or "
                         f"use --logger {'tensorboard' if logger == 'wandb' else 'wandb'}")
     if not args.output_dir:
-        return errors([*problems, "--output_dir is empty: name the folder the run writes to"])
+        return args, errors([*problems, "--output_dir is empty: name the folder the run writes to"])
     unet, found = _model_problems(args)
     problems += found + _data_problems(args) + _reflow_problems(args)
     problems += _output_problems(args, run_marks(Path(args.output_dir).expanduser()),
                                  ", --overwrite_output_dir to replace it") + _resume_problems(args, unet)
-    return errors(problems + _push_problems(args))
+    return args, errors(problems + _push_problems(args))
 
 
 def _data_problems(args: argparse.Namespace) -> list[str]:

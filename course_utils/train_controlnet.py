@@ -30,7 +30,6 @@ problem, exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -42,7 +41,7 @@ from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from . import tiny_sd, train_checks
-from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems, parse
+from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems
 from .controlnet import (
     MODEL_FOLDERS,
     control_pipeline,
@@ -93,17 +92,6 @@ def build_parser() -> Parser:
     return p
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags as typed, with ``parse_problems`` (unknown flags, missing values, bad types and choices)."""
-    args, args.parse_problems = parse(build_parser(), argv)
-    return args
-
-
-def check_args(args: argparse.Namespace) -> list[str]:
-    """Every problem with the flags, one ``error:`` line each (nothing is drawn, built or written)."""
-    return train_checks.controlnet(args, build_parser())
-
-
 def batch_generator(seed: int, step: int, process: int) -> torch.Generator:
     """The random source of one batch: seeded by the step and process, so a resumed run repeats it."""
     return torch.Generator().manual_seed((seed * 10_000_019 + step) * 64 + process)
@@ -120,8 +108,8 @@ def trainable(design: str, unet, halvings: int) -> torch.nn.Module:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    args = parse_args(argv)
-    exit_on_problems(check_args(args))  # printed once, by the first process
+    args, problems = train_checks.controlnet(build_parser(), argv)  # every flag checked before anything is drawn
+    exit_on_problems(problems)  # printed once, by the first process
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
     out, design = args.output_dir, args.design

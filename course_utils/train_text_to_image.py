@@ -44,7 +44,7 @@ from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from . import tiny_sd, train_checks
-from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems, parse
+from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems
 from .data import butterfly_attributes
 from .files import atomic_folder
 from .metrics import drawn_butterflies
@@ -79,17 +79,6 @@ def build_parser() -> Parser:
     return p
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags as typed, with ``parse_problems`` (unknown flags, missing values, bad types and choices)."""
-    args, args.parse_problems = parse(build_parser(), argv)
-    return args
-
-
-def check_args(args: argparse.Namespace) -> list[str]:
-    """Every problem with the flags, one ``error:`` line each (nothing is drawn, built or written)."""
-    return train_checks.text_to_image(args, build_parser())
-
-
 def stage_of(checkpoint: Path) -> str:
     """The stage a checkpoint folder belongs to: "vae" or "unet" (from ``checkpoints-<stage>/checkpoint-N``)."""
     return checkpoint.parent.name.removeprefix("checkpoints-")
@@ -118,8 +107,8 @@ def batch_generator(args: argparse.Namespace, stage: str, step: int, process: in
 def main(argv: list[str] | None = None) -> Path:
     """Check every flag, then train the VAE (stage 1) and the U-Net with the text encoder (stage 2), resumably;
     return the output folder holding the pipeline."""
-    args = parse_args(argv)
-    exit_on_problems(check_args(args))  # printed once, by the first process
+    args, problems = train_checks.text_to_image(build_parser(), argv)  # every flag checked before anything is drawn
+    exit_on_problems(problems)  # printed once, by the first process
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)

@@ -56,7 +56,7 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from . import train_checks
-from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems, parse
+from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems
 from .data import DeviceBatches
 from .diffusion import default_unet, diffusion_loss, is_flow
 from .files import atomic_file, write_text_atomic
@@ -171,21 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
              "pipeline, on N pairs (noise, that pipeline's Euler sample from it) instead of images.")
     add("--reflow_steps", type=INT, default=32, help="With --reflow_pairs: the Euler steps of each pair's sample.")
     return p
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags as typed (``check_args`` checks them), with ``given_flags`` and ``parse_problems`` (unknown
-    flags, flags without a value, values not of their type or not among their choices) added."""
-    args, args.parse_problems = parse(build_parser(), argv)
-    env_rank = int(os.environ.get("LOCAL_RANK", -1))
-    if env_rank != -1:
-        args.local_rank = env_rank
-    return args
-
-
-def check_args(args: argparse.Namespace) -> list[str]:
-    """Every problem with the flags, one ``error:`` line each, before any data is read or model built."""
-    return train_checks.unconditional(args, build_parser())
 
 
 # ---- Data -----------------------------------------------------------------------------------------------
@@ -421,7 +406,7 @@ def checkpoint(args: argparse.Namespace, accelerator: Accelerator, output_dir: P
 
 
 def resume(args: argparse.Namespace, accelerator: Accelerator, output_dir: Path, log: TrainingLog) -> int:
-    """With --resume_from_checkpoint: load the whole state (checked by check_args: complete, same model,
+    """With --resume_from_checkpoint: load the whole state (checked by train_checks: complete, same model,
     resolution and EMA setting) and return its step (0 without one); the log continues from there."""
     path = resume_path(args.resume_from_checkpoint, output_dir)
     if path is None:
@@ -490,8 +475,9 @@ def push(args: argparse.Namespace, output_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     """Check every flag, then train, checkpoint, save (and upload); return the output folder."""
-    args = parse_args(argv)  # configuration: every flag checked before anything is read or built
-    exit_on_problems(check_args(args))
+    args, problems = train_checks.unconditional(build_parser(), argv)  # every flag, before anything is read
+    exit_on_problems(problems)
+    args.local_rank = int(os.environ.get("LOCAL_RANK", args.local_rank))  # set by the launcher
     output_dir = Path(args.output_dir).expanduser()
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,

@@ -15,7 +15,7 @@ from diffusers import UNet2DModel
 from safetensors.torch import load_file, save_file
 
 from course_tools import run_course
-from course_utils import hub, pretrained
+from course_utils import hub, pretrained, train_checks
 from course_utils import train_unconditional as tu
 
 TOKEN = "hf_SECRETfake123"  # planted in the environment: it must never show up anywhere
@@ -38,7 +38,7 @@ def images(butterfly_folder) -> Path:
 
 def problems(*argv: str) -> list[str]:
     """The script's check lines for a command line."""
-    return tu.check_args(tu.parse_args(list(argv)))
+    return train_checks.unconditional(tu.build_parser(), list(argv))[1]
 
 
 def write_config(folder: Path, **changes) -> Path:
@@ -454,9 +454,9 @@ def test_a_push_that_can_work_fills_in_the_repo_id(role, scoped, images, tmp_pat
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(hub, "can_reach", lambda *a, **k: True)
     monkeypatch.setattr(huggingface_hub, "whoami", whoami_says(role, scoped=scoped))
-    args = tu.parse_args(["--train_data_dir", str(images), "--output_dir", str(tmp_path / "my-ddpm"),
-                          "--push_to_hub"])
-    assert tu.check_args(args) == [] and args.hub_model_id == "me/my-ddpm"
+    args, found = train_checks.unconditional(tu.build_parser(), ["--train_data_dir", str(images), "--output_dir",
+                                                                 str(tmp_path / "my-ddpm"), "--push_to_hub"])
+    assert found == [] and args.hub_model_id == "me/my-ddpm"
 
 
 def test_the_script_stops_before_any_work_with_every_line_and_no_token(images, tmp_path):

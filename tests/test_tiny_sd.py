@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from course_utils import metrics, pretrained, tiny_sd, train_text_to_image
+from course_utils import metrics, pretrained, tiny_sd, train_checks, train_text_to_image
 from course_utils.data import BACKGROUNDS, WING_COLOURS, butterfly_attributes
 from course_utils.sampling import ddim_invert, ddim_regenerate
 
@@ -206,13 +206,13 @@ def test_resuming_is_refused_from_a_checkpoint_of_another_run_or_a_stage_that_is
     run = tmp_path / "run"
     (run / "checkpoints-unet" / "checkpoint-2").mkdir(parents=True)
     (run / "checkpoints-unet" / "checkpoint-2" / "course_step.json").write_text('{"step": 2}')
-    problems = train_text_to_image.check_args(train_text_to_image.parse_args(
-        ["--output_dir", str(run), "--resume_from_checkpoint", str(run / "checkpoints-unet" / "checkpoint-2")]))
+    problems = train_checks.text_to_image(train_text_to_image.build_parser(), [
+        "--output_dir", str(run), "--resume_from_checkpoint", str(run / "checkpoints-unet" / "checkpoint-2")])[1]
     assert len(problems) == 1 and "vae is missing" in problems[0]  # stage 2 needs the finished VAE
     other = tmp_path / "other"
     other.mkdir()
-    problems = train_text_to_image.check_args(train_text_to_image.parse_args(
-        ["--output_dir", str(other), "--resume_from_checkpoint", str(run / "checkpoints-unet" / "checkpoint-2")]))
+    problems = train_checks.text_to_image(train_text_to_image.build_parser(), [
+        "--output_dir", str(other), "--resume_from_checkpoint", str(run / "checkpoints-unet" / "checkpoint-2")])[1]
     assert len(problems) == 1 and "another run" in problems[0] and str(other) not in problems[0]
 
 

@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from course_utils import train_checks
 from course_utils import train_unconditional as tu
+from course_utils.cli import parse
 from course_utils.diffusion import default_unet
 from course_utils.runs import list_checkpoints
 
@@ -40,7 +42,7 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
 
 
 def test_flags_and_defaults_match_the_diffusers_example():
-    args = tu.parse_args(["--train_data_dir", "x"])
+    args = parse(tu.build_parser(), ["--train_data_dir", "x"])[0]
     expected = dict(output_dir="ddpm-model-64", resolution=64, train_batch_size=16, eval_batch_size=16, num_epochs=100,
                     save_images_epochs=10, save_model_epochs=10, gradient_accumulation_steps=1, learning_rate=1e-4,
                     lr_scheduler="cosine", lr_warmup_steps=500, adam_beta1=0.95, adam_beta2=0.999,
@@ -51,7 +53,7 @@ def test_flags_and_defaults_match_the_diffusers_example():
                     resume_from_checkpoint=None, center_crop=False, random_flip=False, push_to_hub=False,
                     seed=None, max_train_steps=None)
     assert {k: getattr(args, k) for k in expected} == expected
-    every = tu.parse_args([
+    every, _ = parse(tu.build_parser(), [
         "--dataset_name", "huggan/smithsonian_butterflies_subset", "--dataset_config_name", "default",
         "--model_config_name_or_path", "cfg", "--output_dir", "o", "--overwrite_output_dir", "--cache_dir", "c",
         "--resolution", "32", "--center_crop", "--random_flip", "--train_batch_size", "8", "--eval_batch_size", "4",
@@ -75,7 +77,7 @@ def test_flags_and_defaults_match_the_diffusers_example():
     (["--train_data_dir", "x", "--checkpointing_steps", "0"], "checkpointing_steps"),
 ])
 def test_bad_flags_are_refused_with_a_reason(argv, message):
-    problems = tu.check_args(tu.parse_args(argv))
+    problems = train_checks.unconditional(tu.build_parser(), argv)[1]
     assert any(message in p for p in problems) and not any("hf_secret" in p for p in problems)
 
 
@@ -237,7 +239,7 @@ def test_class_conditional_needs_labelled_images(image_folder, tmp_path):
 
 
 def test_class_drop_prob_must_be_a_probability():
-    problems = tu.check_args(tu.parse_args(["--train_data_dir", "x", "--class_drop_prob", "1.5"]))
+    problems = train_checks.unconditional(tu.build_parser(), ["--train_data_dir", "x", "--class_drop_prob", "1.5"])[1]
     assert any(p.startswith("error: --class_drop_prob 1.5: must be in [0, 1)") for p in problems)
 
 
