@@ -13,7 +13,6 @@ import functools
 import http.server
 import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -21,16 +20,14 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from course_tools.site.build import remote_resources
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "build" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("COURSE_SCREENSHOTS", ROOT / "build" / "screenshots"))
 CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 DOCS = sorted(p.relative_to(ROOT).with_suffix(".html").as_posix() for p in (ROOT / "docs").rglob("*.md"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
 # TeX a page shows as text when MathJax did not render it (code, preformatted outputs and MathJax's own
 # nodes are taken out first).
 RAW_TEX = re.compile(r"\$\$|\\(frac|sqrt|alpha|beta|sigma|epsilon|mathbf|mathcal|hat|bar|cdot|sum|begin)\b"
@@ -118,19 +115,6 @@ def server(site: Path) -> Iterator[str]:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium driven by Playwright (as tests/browser does; no browser download)."""
-    executable = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).exists():
-        pytest.fail(f"no Chromium at {executable}: `make test-site` installs Debian's chromium, "
-                    "or set CHROMIUM=/path/to/chromium")
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 class _Watched:
