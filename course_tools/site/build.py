@@ -374,6 +374,8 @@ def build(out: Path, executed: Path | None, node_modules: Path, quiet: bool = Tr
         (html / ".buildinfo").unlink(missing_ok=True)
         for macros in (html / "_static").glob("*macros.html"):  # the themes' Jinja macros, copied as if static
             macros.unlink()
+        for source_map in (html / "_static").rglob("*.map"):  # the themes' source maps (3.5 MB, for debuggers)
+            source_map.unlink()
         (html / ".nojekyll").touch()  # GitHub Pages: serve _static/ and _sources/ as they are
         remote = remote_resources(html)
         if remote:
