@@ -8,13 +8,15 @@ from its executed copy in ``--executed`` (``make course`` writes them to build/)
 the English ones, so it shows the English run's outputs, as the slides do. A chapter with no executed copy there
 (or one run before its code changed) is said in one line and its page shows the code without outputs. The
 built folder loads nothing from another host: MathJax is copied from ``--lib`` (``npm ci --prefix slides``), the
-theme's fonts come with the theme, widgets are left out; the build fails if a page would load a remote file.
+theme's fonts come with the theme, a widget is drawn as static HTML of its last state (no widget script); the build
+fails if a page would load a remote file.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import io
 import json
 import os
@@ -117,6 +119,40 @@ def local_images(text: str, page: str) -> set[str]:
     return found
 
 
+def widget_html(view: dict, state: dict) -> str:
+    """A widget's last state as static HTML (no script): a tqdm bar finished, a slider and a dropdown where they
+    were left, an image widget's picture; empty for a widget with nothing to show. ``state``: the notebook's
+    saved widget state (``metadata.widgets``), ``view``: an output's widget-view data."""
+    from html import escape
+
+    def one(model_id: str) -> str:
+        model = state.get(model_id.removeprefix("IPY_MODEL_"), {})
+        name, s = model.get("model_name", ""), model.get("state", {})
+        description = f"<span>{escape(str(s.get('description') or ''))}</span> " if s.get("description") else ""
+        if name in ("HBoxModel", "VBoxModel", "BoxModel", "GridBoxModel"):
+            inner = "".join(one(child) for child in s.get("children", []))
+            return f'<div class="course-widget-{"row" if name == "HBoxModel" else "column"}">{inner}</div>'
+        if name == "HTMLModel":
+            return f"<span>{s.get('value', '')}</span>"  # tqdm's own escaped text
+        if name == "LabelModel":
+            return f"<span>{escape(str(s.get('value', '')))}</span>"
+        if name in ("FloatProgressModel", "IntProgressModel"):
+            return f'<progress value="{s.get("value", 0)}" max="{s.get("max", 1)}"></progress>'
+        if name in ("IntSliderModel", "FloatSliderModel"):
+            return (f'<label>{description}<input type="range" disabled min="{s.get("min", 0)}" max="{s.get("max", 0)}"'
+                    f' value="{s.get("value", 0)}"> {escape(str(s.get("value", "")))}</label>')
+        if name == "DropdownModel":
+            labels, index = s.get("_options_labels", []), s.get("index")
+            chosen = labels[index] if isinstance(index, int) and index < len(labels) else ""
+            return f"<label>{description}<select disabled><option>{escape(str(chosen))}</option></select></label>"
+        if name == "ImageModel":
+            data = next((b["data"] for b in model.get("buffers", []) if b.get("path") == ["value"]), None)
+            return f'<img src="data:image/{s.get("format", "png")};base64,{data}" alt="">' if data else ""
+        return ""
+
+    return one(view.get("model_id", ""))
+
+
 def page_notebook(source: Path, run: nbformat.NotebookNode | None, site_files: set[str], repo: str,
                   language: str) -> nbformat.NotebookNode:
     """A chapter or twin as its page shows it: the run's outputs by cell id (widgets left out), the collapsed
@@ -125,6 +161,8 @@ def page_notebook(source: Path, run: nbformat.NotebookNode | None, site_files: s
     page = source.relative_to(ROOT).as_posix()
     outputs = {c.get("id"): c for c in run.cells if c.cell_type == "code"} if run is not None else {}
     attachments = nb.metadata.setdefault("course_site_attachments", {})
+    saved = run.metadata.get("widgets", {}) if run is not None else {}
+    widgets = saved.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = rewrite_links(cell.source, page, site_files, repo)
@@ -137,7 +175,8 @@ def page_notebook(source: Path, run: nbformat.NotebookNode | None, site_files: s
         if cell.cell_type != "code":
             continue
         done = outputs.get(cell.get("id"))
-        cell.outputs = [o for o in done.outputs if WIDGET_VIEW not in o.get("data", {})] if done else []
+        cell.outputs = [static_widget(o, widgets) for o in done.outputs] if done else []
+        cell.outputs = [o for o in cell.outputs if o is not None]
         cell.execution_count = done.execution_count if done else None
         if cell.metadata.get("jupyter", {}).get("source_hidden"):
             cell.metadata.setdefault("tags", []).append("hide-input")
@@ -147,6 +186,17 @@ def page_notebook(source: Path, run: nbformat.NotebookNode | None, site_files: s
         note.id = "course-site-not-executed"
         nb.cells.insert(1, note)
     return nb
+
+
+def static_widget(output: dict, widgets: dict) -> dict | None:
+    """An output as the page shows it: a widget as its last state in static HTML (``widget_html``), or None
+    where that shows nothing; any other output as it is."""
+    view = output.get("data", {}).get(WIDGET_VIEW)
+    if view is None:
+        return copy.deepcopy(output)
+    html = widget_html(view, widgets)
+    return nbformat.v4.new_output("display_data", data={"text/html": f'<div class="course-widget">{html}</div>'}) \
+        if html else None
 
 
 def title_of(nb: nbformat.NotebookNode) -> str:

@@ -2,7 +2,8 @@
 
 Everything a page loads is served from the site's own folder: MathJax 2.7.9 from ``slides/node_modules`` (the
 copy ``make slides`` pins), the theme's fonts and icons from the theme's package; no widget script (myst-nb's
-default would load require.js and the widget manager from a CDN).
+default would load require.js and the widget manager from a CDN): the builder draws each widget's last state as
+static HTML instead (a finished tqdm bar, chapter 2's explorer as it was left).
 """
 
 from __future__ import annotations
