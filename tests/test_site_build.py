@@ -38,3 +38,27 @@ def test_remote_scripts_styles_and_fonts_are_found_links_to_read_are_not(tmp_pat
     found = remote_resources(tmp_path)
     assert found == ["b.html: https://cdn.example/mathjax.js", "b.html: //fonts.example/css",
                      "c.css: a url() or @import from another host"]
+
+
+def test_a_widget_is_drawn_from_its_saved_state():
+    from course_tools.site.build import static_widget
+
+    state = {
+        "bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_label", "IPY_MODEL_progress"]}},
+        "label": {"model_name": "HTMLModel", "state": {"value": "epoch 1/2:\u2007100%"}},
+        "progress": {"model_name": "FloatProgressModel", "state": {"value": 45.0, "max": 45.0}},
+        "picture": {"model_name": "ImageModel", "state": {"format": "png"},
+                    "buffers": [{"path": ["value"], "encoding": "base64", "data": "iVBORw0KGgo="}]},
+        "layout": {"model_name": "LayoutModel", "state": {}},
+    }
+    view = "application/vnd.jupyter.widget-view+json"
+    bar = static_widget({"output_type": "display_data", "data": {view: {"model_id": "bar"}, "text/plain": "0%"}},
+                        state)
+    html = bar["data"]["text/html"]
+    assert "epoch 1/2:\u2007100%" in html and '<progress value="45.0" max="45.0">' in html and view not in bar["data"]
+    picture = static_widget({"output_type": "display_data", "data": {view: {"model_id": "picture"}}}, state)
+    assert '<img src="data:image/png;base64,iVBORw0KGgo="' in picture["data"]["text/html"]
+    assert static_widget({"output_type": "display_data", "data": {view: {"model_id": "layout"}}}, state) is None
+    assert static_widget({"output_type": "display_data", "data": {view: {"model_id": "gone"}}}, state) is None
+    text = {"output_type": "stream", "name": "stdout", "text": "hi\n"}
+    assert static_widget(text, state) == text
