@@ -23,6 +23,7 @@ from .runs import resume_path, run_marks
 
 # ---- The tables ------------------------------------------------------------------------------------------------
 
+# Each script's ranges (cli.rules): flag -> (test, what the value must be). ALL: what every script shares.
 LEARNING_RATE = (lambda v: 0 < v < 1, "between 0 and 1, e.g. 1e-3")
 ALL = {**dict.fromkeys(("max_train_steps", "train_batch_size", "checkpointing_steps", "checkpoints_total_limit"),
                        AT_LEAST_1), "lr_warmup_steps": NOT_NEGATIVE}
@@ -70,7 +71,8 @@ def _is_set(args: argparse.Namespace, setting: str) -> bool:
 
 def _device_problems(args: argparse.Namespace) -> list[str]:
     """Mixed precision that this machine cannot run."""
-    cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes")
+    on_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes", "on")  # Accelerate's switch
+    cuda = torch.cuda.is_available() and not on_cpu
     if args.mixed_precision == "fp16" and not (cuda or torch.backends.mps.is_available()):
         return ["--mixed_precision fp16: needs a GPU and this run has none; use --mixed_precision bf16 (works on "
                 "CPUs) or no"]
