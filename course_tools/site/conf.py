@@ -25,6 +25,10 @@ def settings(context: dict) -> dict:
             ctx["course_twin"] = app.builder.get_relative_uri(pagename, twin)
             ctx["course_twin_label"] = "English" if context["languages"].get(pagename) == "zh" else "中文"
         ctx["course_run"] = context["runs"].get(pagename)
+        language = context["languages"].get(pagename)
+        if language:  # course.js shows this language's part of the sidebar
+            ctx["metatags"] = ctx.get("metatags", "") + f'\n<meta name="course-language" content="{language}">'
+
 
     def setup(app) -> None:
         app.connect("html-page-context", page_context)
@@ -50,6 +54,7 @@ def settings(context: dict) -> dict:
         "html_title": "Diffusion models, from scratch to diffusers",
         "html_static_path": ["_static"],
         "html_css_files": ["course.css"],
+        "html_js_files": ["course.js"],
         "html_favicon": str(HERE / "static" / "favicon.svg"),
         "templates_path": [str(HERE / "templates")],
         "html_last_updated_fmt": None,
