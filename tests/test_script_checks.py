@@ -15,7 +15,7 @@ from diffusers import UNet2DModel
 from safetensors.torch import load_file, save_file
 
 from course_tools import run_course
-from course_utils import hub, pretrained, train_checks
+from course_utils import hub, pretrained, train_checks, train_controlnet, train_text_to_image
 from course_utils import train_unconditional as tu
 
 TOKEN = "hf_SECRETfake123"  # planted in the environment: it must never show up anywhere
@@ -180,6 +180,19 @@ def test_defaults_and_the_course_notebooks_command_lines_pass(images, tmp_path):
     # chapter 6: a fine-tune from the shipped pipeline
     assert problems("--train_data_dir", str(images), "--output_dir", str(tmp_path / "ft"), "--resolution", "32",
                     "--pretrained_model_name_or_path", str(pretrained.path("butterflies-32"))) == []
+
+
+@pytest.mark.parametrize("script", ["unconditional", "text_to_image", "controlnet"])
+def test_every_script_names_a_file_given_as_output_folder_and_a_flag_without_its_value(script, images, tmp_path):
+    module = {"unconditional": tu, "text_to_image": train_text_to_image, "controlnet": train_controlnet}[script]
+    (tmp_path / "file.txt").write_text("not a folder")
+    data = ["--train_data_dir", str(images)] if script == "unconditional" else []
+    check = getattr(train_checks, script)
+    found = check(module.build_parser(), [*data, "--output_dir", str(tmp_path / "file.txt"), "--learning_rate"])[1]
+    assert found == ["error: --learning_rate: no value after it; give one (--learning_rate VALUE, default "
+                     f"{module.build_parser().get_default('learning_rate')})",
+                     f"error: --output_dir {tmp_path / 'file.txt'}: a file, not a folder; choose a folder name (or "
+                     "move the file away)"], found
 
 
 # ---- Data, output and resume paths --------------------------------------------------------------------------
