@@ -392,7 +392,8 @@ def _unet_config_problems(args: argparse.Namespace, config: dict, source: str, r
                         "--class_conditional or start from a class-conditioned pipeline")
     try:
         with torch.device("meta"):  # every other mistake diffusers finds, without allocating weights
-            problems or UNet2DModel.from_config(config)
+            if not problems:
+                UNet2DModel.from_config(config)
     except Exception as err:
         problems.append(f"{source}: diffusers cannot build a UNet2DModel from it ({err}); fix the config")
     return problems
