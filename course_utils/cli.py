@@ -86,18 +86,20 @@ def parse(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Names
             continue
         else:  # one value is glued on, so that a negative number stays a value (``--adam_beta1 -1e-3``)
             kept += [f"{arg}={rest.pop(0)}"] if action.nargs is None else [arg]
-        given.update([action.dest] if action else [])
+        if action is not None:
+            given.add(action.dest)
     args, unknown = parser.parse_known_args(kept)
     args.given_flags = frozenset(given)
     problems = []
     while unknown:  # a flag this parser lacks (with its value, and the closest flag it has), or a stray value
         item = unknown.pop(0)
-        close = difflib.get_close_matches(item.split("=")[0], list(flags), n=1) if item.startswith("-") else None
-        if item.startswith("-") and unknown and not unknown[0].startswith("-"):
-            item += " " + unknown.pop(0)
-        problems.append(f"{item!r}: an extra value after the flags (is a flag missing before it, or a quote?)"
-                        if not item.startswith("-") else f"{item!r}: not a flag of this script; "
-                        + (f"did you mean {close[0]}?" if close else "--help lists the flags"))
+        if not item.startswith("-"):
+            problems.append(f"{item!r}: an extra value after the flags (is a flag missing before it, or a quote?)")
+            continue
+        close = difflib.get_close_matches(item.split("=")[0], list(flags), n=1)
+        hint = f"did you mean {close[0]}?" if close else "--help lists the flags"
+        value = f" {unknown.pop(0)}" if unknown and not unknown[0].startswith("-") else ""
+        problems.append(f"{item + value!r}: not a flag of this script; {hint}")
     problems += missing
     for name, value in vars(args).items():
         problems += [f"--{name} {v!r}: not {v.kind}" for v in (value if isinstance(value, list) else [value])
