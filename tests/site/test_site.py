@@ -163,10 +163,14 @@ def test_every_page_in_the_browser(site: Path, server: str, browser: Browser) ->
         english, chinese = f"{server}notebooks/{chapter}.html", f"{server}notebooks/zh/{chapter}.html"
         page.goto(english)
         problems += watched.check(english)
+        outputs = page.locator("article .cell_output").count()
         _switch(page)
         if page.url != chinese:
             problems.append(f"{english}: the language switch leads to {page.url}, not {chinese}")
         problems += watched.check(page.url)
+        twin_outputs = page.locator("article .cell_output").count()
+        if not outputs or twin_outputs != outputs:  # the site is built from a run of every chapter
+            problems.append(f"{chapter}: {outputs} outputs in English, {twin_outputs} in Chinese (want the same, > 0)")
         _switch(page)
         if page.url != english:
             problems.append(f"{chinese}: the language switch leads to {page.url}, not back to {english}")
