@@ -43,6 +43,10 @@ SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 MATHJAX_PARTS = ["MathJax.js", "config/TeX-AMS_CHTML.js", "jax/input/TeX", "jax/element", "jax/output/CommonHTML",
                  "fonts/HTML-CSS/TeX/woff", "extensions", "localization/en"]
 LANDING = {"en": "index", "zh": "zh/index"}
+# The cell whose picture stands for each chapter on the landing page (samples of what the chapter makes); a chapter
+# not named here, or whose cell shows no picture in the run, gets its first picture shaped like a card.
+PICTURES = {"00": "c012", "01": "c032", "02": "c024", "03": "c032p1", "04": "c019", "05": "c020", "06": "c017",
+            "07": "c009", "08": "c8-colours-run", "09": "c016", "10": "c010", "11": "0bff81a6", "12": "c029c"}
 WORDS = {
     "en": {"missing": "not executed", "run": "Outputs from the {profile} profile's run on {device}, {date}",
            "unrecorded": "Outputs from a run in {folder}/ (profile not recorded), {date}",
@@ -210,21 +214,28 @@ def title_of(nb: nbformat.NotebookNode) -> str:
 
 
 def picture(run: nbformat.NotebookNode, file: Path, width: int = 480) -> bool:
-    """Save one picture of the run to ``file`` (at most ``width`` pixels wide), for the chapter's card: the first
-    PNG output shaped like a card (0.6 to 2.2 times as wide as high, at least 150 pixels wide), else the largest;
-    False if the run has no PNG output."""
+    """Save one picture of the run to ``file`` (at most ``width`` pixels wide), for the chapter's card: the one
+    ``PICTURES`` names, else the first PNG output shaped like a card (0.6 to 2.2 times as wide as high, at least 150
+    pixels wide), else the first one cut to that shape (a strip of samples: its first ones); False if none."""
     from PIL import Image
 
-    images = []
+    images, pinned = [], []
     for cell in run.cells:
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
             data = output.get("data", {}).get("image/png")
             if data:
                 images.append(Image.open(io.BytesIO(base64.b64decode(data))))
+                if cell.get("id") == PICTURES.get(file.stem[:2]):
+                    pinned.append(images[-1])
     if not images:
         return False
     card = [i for i in images if i.width >= 150 and 0.6 <= i.width / i.height <= 2.2]
-    image = card[0] if card else max(images, key=lambda i: i.width * i.height)
+    big = [i for i in images if i.width >= 150] or images
+    image = pinned[0] if pinned else card[0] if card else big[0]
+    if image.width > 2.2 * image.height:  # a strip of samples: its first ones, twice as wide as high
+        image = image.crop((0, 0, 2 * image.height, image.height))
+    elif image.height > image.width / 0.6:  # a column: its top
+        image = image.crop((0, 0, image.width, int(image.width / 0.6)))
     image.thumbnail((width, width))
     file.parent.mkdir(parents=True, exist_ok=True)
     image.save(file, format="PNG", optimize=True)
