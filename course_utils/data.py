@@ -47,6 +47,7 @@ __all__ = [
     "Source",
     "synthetic_butterflies_folder",
     "synthetic_butterfly",
+    "unpack",
     "use_offline_data",
     "WING_COLOURS",
     "with_preprocessing",
@@ -364,7 +365,7 @@ def with_preprocessing(dataset, image_size: int = 32, flip: bool = True):
 def first_images(dataset: Dataset, n: int) -> torch.Tensor:
     """Stack the first ``n`` image tensors of a dataset (items may be tuples or dicts with ``images``)."""
     items = [dataset[i] for i in range(min(n, len(dataset)))]
-    images = [item["images"] if isinstance(item, dict) else item[0] for item in items]
+    images = [unpack(item)[0] for item in items]
     return torch.stack(images)
 
 
@@ -390,14 +391,15 @@ class DeviceBatches:
     beyond launching kernels: the fast path's replacement for ``DataLoader`` + ``set_transform``.
     With ``rank`` and ``world`` (several processes), every process draws the same shuffled order and takes
     its own share of the batches, the same number each so that no process waits for a missing step.
-    With ``labels`` (one per image), each batch is an ``(images, labels)`` pair.
+    With ``labels`` (one per image) or ``noise`` (each image's own noise: reflow's pairs), each batch is a dict
+    with ``"images"`` and those (read one with ``unpack``).
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device | str, flip: bool = True,
                  seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1,
-                 labels: torch.Tensor | None = None):
+                 labels: torch.Tensor | None = None, noise: torch.Tensor | None = None):
         self.images = images.to(device)
-        self.labels = labels.to(device) if labels is not None else None
+        self.paired = {name: v.to(device) for name, v in (("labels", labels), ("noise", noise)) if v is not None}
         self.batch_size, self.flip, self.shuffle, self.rank, self.world = batch_size, flip, shuffle, rank, world
         self.seed = seed
         self.order_generator = torch.Generator(self.images.device).manual_seed(seed)  # same in every process
@@ -422,5 +424,18 @@ class DeviceBatches:
                 mask = torch.rand(len(x), 1, 1, 1, device=x.device, generator=self.flip_generator) < 0.5
                 x = torch.where(mask, x.flip(-1), x)
             x = x.contiguous(memory_format=torch.channels_last)
-            yield x if self.labels is None else (x, self.labels[idx])
+            yield {"images": x, **{name: v[idx] for name, v in self.paired.items()}} if self.paired else x
+
+
+def unpack(batch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """A batch's images, labels and paired noise (None where it has none). A batch is a tensor of images, an
+    ``(images, labels)`` pair (a ``TensorDataset``'s), or a dict with ``"images"`` and optionally ``"labels"`` and
+    ``"noise"`` (``with_preprocessing``'s datasets, ``DeviceBatches``, the training script's)."""
+    if isinstance(batch, dict):
+        images, labels = batch["images"], batch.get("labels")
+        labels = torch.as_tensor(labels, device=images.device) if labels is not None else None
+        return images, labels, batch.get("noise")
+    if isinstance(batch, list | tuple):
+        return batch[0], (batch[1] if len(batch) > 1 else None), None
+    return batch, None, None
 

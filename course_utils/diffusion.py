@@ -11,6 +11,8 @@ from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DMode
 from diffusers.training_utils import compute_snr
 from tqdm.auto import tqdm
 
+from .data import unpack
+
 
 def make_unet(
     sample_size: int,
@@ -158,13 +160,6 @@ def diffusion_loss(
     return (per_image * min_snr_weights(scheduler, t, snr_gamma)).mean()
 
 
-def _images(batch) -> torch.Tensor:
-    """The image tensor of a batch: the batch itself, its first element, or its ``"images"`` entry."""
-    if isinstance(batch, dict):
-        return batch["images"]
-    return batch[0] if isinstance(batch, list | tuple) else batch
-
-
 def train_ddpm(
     model: UNet2DModel,
     scheduler: DDPMScheduler,
@@ -184,7 +179,8 @@ def train_ddpm(
 ) -> list[float]:
     """Train a UNet2DModel on batches of images in [-1, 1]; return each epoch's mean loss.
 
-    A batch may be a tensor, an ``(images, labels)`` pair or a dict with ``"images"`` (chapter 3's datasets).
+    A batch may be a tensor, an ``(images, labels)`` pair or a dict with ``"images"`` (chapter 3's datasets), and
+    ``"labels"`` or ``"noise"`` (each image's paired noise, as reflow trains): ``data.unpack`` reads it.
 
     Each step is ``diffusion_loss`` (noise, a random timestep per image, ``add_noise``, MSE against the
     scheduler's target; flow matching with a ``FlowMatchEulerDiscreteScheduler``), backward, optimizer step.
@@ -221,11 +217,13 @@ def train_ddpm(
     for _ in tqdm(range(epochs), desc="epochs", leave=False, disable=not progress):
         total, count = torch.zeros((), device=device), 0
         for batch in batches:
-            clean = _images(batch).to(device, non_blocking=True)
-            labels = batch[1].to(device) if model.config.num_class_embeds else None
+            clean, labels, noise = unpack(batch)
+            clean = clean.to(device, non_blocking=True)
+            labels = labels.to(device) if labels is not None and model.config.num_class_embeds else None
             with autocast:
                 loss = diffusion_loss(forward, scheduler, clean, labels, generator=generator, snr_gamma=snr_gamma,
-                                      class_drop_prob=class_drop_prob)
+                                      class_drop_prob=class_drop_prob,
+                                      noise=noise.to(device) if noise is not None else None)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()  # without fp16 (bf16, or no autocast): loss.backward(), optimizer.step()
             scaler.step(optimizer)

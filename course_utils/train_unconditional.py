@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 
 from . import train_checks
 from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems
-from .data import DeviceBatches
+from .data import DeviceBatches, unpack
 from .diffusion import default_unet, diffusion_loss, is_flow
 from .files import atomic_file, write_text_atomic
 from .imagefolder import BadImagesError, to_rgb
@@ -270,9 +270,9 @@ def make_loader(args: argparse.Namespace, accelerator: Accelerator, dataset, nam
     augment = preprocessing(args)
 
     def transform(batch: dict) -> dict:
-        out = {"input": [augment(convert(im, channels)) for im in batch["image"]]}
+        out = {"images": [augment(convert(im, channels)) for im in batch["image"]]}
         if names:
-            out["label"] = batch["label"]
+            out["labels"] = batch["label"]
         return out
 
     dataset.set_transform(transform)
@@ -295,7 +295,7 @@ def reflow_loader(args: argparse.Namespace, accelerator: Accelerator, model, noi
     accelerator.print(f"reflow: {len(images)} (sample, noise) pairs from {args.pretrained_model_name_or_path}, "
                       f"{args.reflow_steps} Euler steps each")
     loader = DeviceBatches(images, args.train_batch_size, accelerator.device, flip=False, seed=args.seed or 0,
-                           rank=accelerator.process_index, world=accelerator.num_processes, labels=noise)
+                           rank=accelerator.process_index, world=accelerator.num_processes, noise=noise)
     return loader, images
 
 
@@ -385,14 +385,6 @@ def training_step(accelerator: Accelerator, model, optimizer, lr_scheduler, nois
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
     return loss.detach()
-
-
-def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The images of a batch and its labels (None when unconditional), from the DataLoader or the fast path."""
-    if isinstance(batch, dict):
-        labels = batch.get("label")
-        return batch["input"], (torch.as_tensor(labels, device=batch["input"].device) if labels is not None else None)
-    return batch if isinstance(batch, tuple) else (batch, None)
 
 
 # ---- Checkpoints, resume, saves ------------------------------------------------------------------------------
@@ -546,8 +538,7 @@ def main(argv: list[str] | None = None) -> Path:
             batches = accelerator.skip_first_batches(loader, skip_batches) if epoch == first_epoch else loader
         total, count = torch.zeros((), device=accelerator.device), 0
         for batch in batches:
-            clean, labels = split_batch(batch)
-            labels, noise = (None, labels) if args.reflow_pairs else (labels, None)  # reflow: each sample's noise
+            clean, labels, noise = unpack(batch)  # noise: each sample's own (reflow's pairs), else None
             total += training_step(accelerator, model, optimizer, lr_scheduler, noise_scheduler, clean, labels, args,
                                    noise)
             count += 1

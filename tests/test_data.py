@@ -164,3 +164,14 @@ def test_decoded_once_equals_the_lazy_preprocessing():
     mirrored = [torch.equal(f, p.flip(-1)) for f, p in zip(flipped, plain, strict=True)]
     assert all(m or torch.equal(f, p) for m, f, p in zip(mirrored, flipped, plain, strict=True))
     assert any(mirrored) and not all(mirrored)  # seed 1 flips some of the six, not all
+
+
+def test_unpack_reads_every_form_a_batch_takes():
+    from course_utils.data import unpack
+
+    x, y, z = torch.zeros(2, 1, 4, 4), torch.tensor([1, 2]), torch.ones(2, 1, 4, 4)
+    assert [v is w for v, w in zip(unpack(x), (x, None, None), strict=True)] == [True, True, True]
+    images, labels, noise = unpack((x, y))  # a TensorDataset's pair
+    assert images is x and labels is y and noise is None
+    images, labels, noise = unpack({"images": x, "labels": [1, 2], "noise": z})  # the script's, DeviceBatches'
+    assert images is x and torch.equal(labels, y) and noise is z

@@ -281,7 +281,9 @@ def test_reflow_pairs_are_the_pretrained_flows_euler_samples_of_their_own_noise(
     assert torch.equal(images, ((expected + 1) * 127.5).round().to(torch.uint8))
     loader.set_epoch(0)
     seen = 0
-    for x, z in loader:  # shuffled, but every sample still sits beside its own noise, unflipped
+    for batch in loader:  # shuffled, but every sample still sits beside its own noise, unflipped
+        assert set(batch) == {"images", "noise"}, "reflow's noise is its own field, not the labels'"
+        x, z = batch["images"], batch["noise"]
         for xi, zi in zip(x, z, strict=True):
             i = next(i for i in range(6) if torch.equal(noise[i], zi))
             assert torch.equal(xi, images[i].float() / 127.5 - 1)
