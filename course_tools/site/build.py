@@ -415,13 +415,14 @@ def _is_navigation_link(file: Path, url: str) -> bool:
 
 def build(out: Path, executed: Path | None, node_modules: Path, quiet: bool = True) -> dict:
     """Stage the project, run Sphinx, check that no page loads a remote file; the folder ``out`` is swapped in
-    whole when everything passed. Returns what was built (pages, seconds, bytes, chapters without outputs)."""
+    whole when everything passed (nothing else is written beside it). Returns what was built: pages, seconds,
+    bytes, the chapters without outputs."""
     from sphinx.cmd.build import build_main
 
     start = time.perf_counter()
     repo = repository()
-    with tempfile.TemporaryDirectory(prefix="course-site-") as tmp, atomic_folder(out, replace=True) as html:
-        src = Path(tmp) / "src"
+    with tempfile.TemporaryDirectory(prefix="course-site-") as tmp:
+        src, html = Path(tmp) / "src", Path(tmp) / "site"  # myst-nb writes jupyter_execute/ beside the site
         src.mkdir()
         staged = stage(src, executed, node_modules, repo)
         docs = sorted(p.relative_to(src).as_posix() for p in (src / "docs").rglob("*.md"))
@@ -443,6 +444,9 @@ def build(out: Path, executed: Path | None, node_modules: Path, quiet: bool = Tr
             raise RuntimeError("pages would load files from another host:\n  " + "\n  ".join(remote))
         pages = len(list(html.rglob("*.html")))
         size = sum(f.stat().st_size for f in html.rglob("*") if f.is_file())
+        with atomic_folder(out, replace=True) as final:  # all or nothing
+            for item in html.iterdir():
+                shutil.move(item, final / item.name)
     return {"pages": pages, "seconds": round(time.perf_counter() - start, 1), "bytes": size,
             "missing": staged["missing"]}
 
