@@ -269,7 +269,7 @@ def landing(language: str, chapters: list[dict], repo: str) -> str:
     cards = []
     for ch in chapters:
         title = escape(ch["title"][language])
-        image = (f'<img src="{prefix}_static/{ch["picture"]}" alt="" loading="lazy">' if ch["picture"] else
+        image = (f'<img src="{prefix}_static/{ch["picture"]}" alt="">' if ch["picture"] else
                  f'<span class="course-chapter-missing">{words["missing"]}</span>')
         cards.append(f'<a class="course-chapter" href="{prefix}{ch["page"][language]}.html">{image}'
                      f'<span class="course-chapter-title">{title}</span>'

@@ -226,7 +226,7 @@ def test_screenshots(server: str, browser: Browser) -> None:
     shots = []
     for name, url, viewport, full in [
         ("site-landing.png", "index.html", {"width": 1280, "height": 900}, True),
-        ("site-landing-phone.png", "index.html", {"width": 390, "height": 844}, False),
+        ("site-landing-phone.png", "index.html", {"width": 390, "height": 844}, True),
         ("site-landing-zh.png", "zh/index.html", {"width": 1280, "height": 900}, False),
         ("site-chapter-10.png", "notebooks/10_audio_diffusion.html", {"width": 1280, "height": 900}, False),
         ("site-chapter-10-zh.png", "notebooks/zh/10_audio_diffusion.html", {"width": 1280, "height": 900}, False),
