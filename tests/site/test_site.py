@@ -143,6 +143,14 @@ class _Watched:
         broken = page.eval_on_selector_all("img", "imgs => imgs.filter(i => i.complete && i.naturalWidth === 0)"
                                                   ".map(i => i.getAttribute('src').slice(0, 80))")
         found += [f"{what}: image not loaded: {src}" for src in broken]
+        players = page.evaluate("""() => Promise.all([...document.querySelectorAll('audio')].map(a =>
+            a.readyState >= 1 || a.error ? Promise.resolve(!a.error) : new Promise(done => {
+                a.addEventListener('loadedmetadata', () => done(true)); a.addEventListener('error', () => done(false));
+                a.load(); setTimeout(() => done(a.readyState >= 1), 5000); })))""")
+        found += [f"{what}: {players.count(False)} of {len(players)} audio players cannot play"] \
+            if False in players else []
+        if "10_audio" in what and not players:
+            found.append(f"{what}: no audio player")
         text = page.evaluate(VISIBLE_TEXT)
         found += [f"{what}: TeX left as text: ...{text[max(m.start() - 30, 0):m.end() + 30]}..."
                   for m in RAW_TEX.finditer(text)][:3]
