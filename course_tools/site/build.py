@@ -172,9 +172,10 @@ def page_notebook(source: Path, run: nbformat.NotebookNode | None, site_files: s
             cell.source = rewrite_links(cell.source, page, site_files, repo)
             for name, data in cell.pop("attachments", {}).items():  # myst-nb shows files, not attachments
                 mime, encoded = next(iter(data.items()))
-                file = f"{source.stem}-{name}"
+                file = f"_attachments/{source.stem}-{name}"  # one file for a chapter and its twin
                 attachments[file] = base64.b64decode(encoded)
-                cell.source = cell.source.replace(f"attachment:{name}", file)
+                link = posixpath.relpath(file, posixpath.dirname(page))
+                cell.source = cell.source.replace(f"attachment:{name}", link)
             continue
         if cell.cell_type != "code":
             continue
@@ -328,7 +329,8 @@ def stage(src: Path, executed: Path | None, node_modules: Path, repo: str) -> di
             nb = page_notebook(file, run, site_files, repo, language)
             (src / page).parent.mkdir(parents=True, exist_ok=True)
             for name, data in nb.metadata.pop("course_site_attachments").items():
-                (src / page).parent.joinpath(name).write_bytes(data)
+                (src / name).parent.mkdir(exist_ok=True)
+                (src / name).write_bytes(data)
             nbformat.write(nb, src / f"{page}.ipynb")
             chapter["page"][language] = page
             chapter["title"][language] = title_of(nb)
