@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 READMES = {"README.md": "en", "README.zh-CN.md": "zh"}
 # every file with generated tables, and its language; HOMES says which tables each one holds
 HOMES = {"docs/pretrained.md": ["models"], "docs/zh/pretrained.md": ["models"],
-         "docs/measurements.md": ["timings", "benchmarks"], "docs/zh/measurements.md": ["timings", "benchmarks"],
+         "docs/measurements.md": ["timings", "site", "benchmarks"],
+         "docs/zh/measurements.md": ["timings", "site", "benchmarks"],
          "TEACHING.md": ["timings"], "TEACHING.zh-CN.md": ["timings"], "benchmarks/README.md": ["benchmarks"],
          "docs/chapter-results.md": ["results"]}
 FILES = {name: "zh" if "/zh/" in name or name.endswith(".zh-CN.md") else "en" for name in HOMES}
@@ -42,7 +43,9 @@ ZH = {"model": "模型", "what": "内容", "parameters": "参数量", "training"
       "quality": "质量（样本数与采样器见模型卡片）", "notebook": "notebook", "not measured": "未测",
       "script": "脚本", "measures": "测量什么", "records": "记录（日期）", "device": "设备",
       "no record": "无记录（只打印表格）", "together": "合计", "load": "负载", "about": "约",
-      "under 1 min": "不到 1 min",
+      "under 1 min": "不到 1 min", "built from": "来源", "pages": "页数", "build time": "构建用时",
+      "chapters shown without outputs": "未带输出显示的章节", "measured": "测量于", "none": "无",
+      "run": "运行",
       "`full` on a T4 (estimate)": "`full` 在 T4 上（估计）",
       NOTE_ESTIMATE: "估计：按各章设置数出 FLOPs，换算成免费 Colab T4 上的分钟数，不是实测"}
 BLOCK = re.compile(r"(<!-- generated: (\w+)[^>]*-->\n)(.*?)(<!-- end generated: \2 -->)", re.S)
@@ -230,7 +233,23 @@ def results_table(lang: str = "en") -> list[str]:
     return _table(["chapter", "measure", *(f"`{p}`" for p in profiles)], rows, lang)
 
 
-TABLES = {"models": models_table, "timings": timings_table, "benchmarks": benchmarks_table, "results": results_table}
+def site_table(lang: str = "en") -> list[str]:
+    """The website ``make site`` builds from a ``cpu`` run (``benchmarks/results/site-cpu.json``, written by
+    ``python -m course_tools.site --record``): its pages, size and build time, and any chapter the run lacked."""
+    file = ROOT / "benchmarks" / "results" / "site-cpu.json"
+    if not file.is_file():
+        return [_word("no record", lang)]
+    r = json.loads(file.read_text())
+    missing = ", ".join(name.split("_")[0] for name in r["chapters_without_outputs"]) or _word("none", lang)
+    load = f", {_word('load', lang)} {max(r['load']):.1f}" if r.get("load") else ""
+    row = [f"`{r.get('profile') or 'cpu'}` {_word('run', lang)}", str(r["pages"]), f"{r['megabytes']:.1f} MB",
+           _duration(r["seconds"]), missing, f"{r['date']}, {r['machine']}{load}"]
+    return _table(["built from", "pages", "size", "build time", "chapters shown without outputs", "measured"],
+                  [row], lang)
+
+
+TABLES = {"models": models_table, "site": site_table, "timings": timings_table, "benchmarks": benchmarks_table,
+          "results": results_table}
 
 
 def _up(name: str) -> str:
