@@ -90,7 +90,7 @@ def test_every_local_link_and_anchor_points_somewhere(site: Path) -> None:
     for file in sorted(site.rglob("*.html")):
         for url in _parse(file).urls:
             parts = urlsplit(url)
-            target = (file.parent / unquote(parts.path)).resolve() if parts.path else file
+            target = (file.parent / unquote(parts.path) if parts.path else file).resolve()
             if target.is_dir():
                 target = target / "index.html"
             if not target.is_file() or site.resolve() not in target.parents:
