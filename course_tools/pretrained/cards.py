@@ -1,5 +1,5 @@
 """A shipped pipeline's model card: its scores on the course's metrics, its samples picture, and its README.md
-filled in from the Markdown templates beside this file (``image.md``, ``text-to-image.md`` and the notes some
+filled in from the Markdown templates in ``templates/`` (``image.md``, ``text-to-image.md`` and the notes some
 pipelines add) with what its run recorded (``training.json``) and what scoring measured (``scores.json``)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ READERS = {"digits": "digit classifier", "butterflies": "butterfly reader", "cli
 
 
 def template(name: str) -> str:
-    """The text of the card template ``cards/<name>.md``."""
+    """The text of the card template ``templates/<name>.md``."""
     return (TEMPLATES / f"{name}.md").read_text(encoding="utf-8")
 
 

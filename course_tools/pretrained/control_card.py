@@ -9,7 +9,7 @@ Reads the run's model (``controlnet/`` or, for the depth design, ``unet/``) and 
 ``course_utils.train_controlnet``), saves the model in float16, measures it on held-out posed drawings (silhouette
 IoU against the control with and without it, a ControlNet also by conditioning scale; wings read as captioned)
 and writes ``training.json``, ``scores.json``, ``samples.png`` and the model card ``README.md`` from the templates
-``cards/controlnet.md`` or ``cards/depth.md`` and ``cards/control-run.md``, filled in with those numbers.
+``templates/controlnet.md`` or ``templates/depth.md`` and ``templates/control-run.md``, filled in with those numbers.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from course_utils.controlnet import (
 from course_utils.data import butterfly_attributes
 from course_utils.files import atomic_folder, write_text_atomic
 from course_utils.metrics import bootstrap
+from course_utils.pretrained import HERE
 
 from .cards import template
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--command", required=True, help="the command that trained the run, for the card")
     p.add_argument("--machine", default="", help="the machine and its load during the run, for the card")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "tiny-sd-butterflies-controlnet")
+    p.add_argument("--out", type=Path, default=HERE / "tiny-sd-butterflies-controlnet")
     args, problems = parse(p, argv)
     log = args.run / "training_log.json"
     done = log.is_file() and "args" in json.loads(log.read_text())
