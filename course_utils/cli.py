@@ -1,8 +1,6 @@
-"""One way to check a command line, for every entry point: parse leniently, then one ``error:`` line per problem.
-
-A script builds a ``Parser`` (argparse whose ``INT`` / ``FLOAT`` types and ``choices`` keep a bad value instead
-of stopping at it), calls ``parse`` (the flags, and the problems argparse would have stopped at), adds its own
-checks (``rules`` for ranges) and ends with ``exit_on_problems``: every problem printed at once, exit code 2.
+"""One way to check a command line, for every entry point: a ``Parser`` keeps a bad value instead of stopping at
+it, ``parse`` lists what argparse would have stopped at, a script adds its own checks (``rules`` for ranges) and
+``exit_on_problems`` prints every problem as one ``error:`` line, all at once, exit code 2.
 """
 
 from __future__ import annotations
@@ -22,19 +20,19 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 class Unparsed(str):
     """A flag's text that is not of the flag's type (``kind`` says what it should be); ``parse`` reports it."""
 
-    def __new__(cls, text: str, kind: str = "a value") -> Unparsed:
-        bad = super().__new__(cls, text)
-        bad.kind = kind
-        return bad
+    kind = "a value"
 
 
-def lenient(convert: Callable[[str], object], kind: str) -> Callable[[str], object]:
-    """An argparse ``type`` that keeps a bad value as ``Unparsed`` instead of stopping the parse at it."""
+def lenient(convert: Callable[[str], object], kind: str | None = None) -> Callable[[str], object]:
+    """An argparse ``type`` that keeps a value ``convert`` refuses as ``Unparsed`` (``kind``: by default, the
+    ValueError's message)."""
     def parse_value(text: str):
         try:
             return convert(text)
-        except ValueError:
-            return Unparsed(text, kind)
+        except ValueError as err:
+            bad = Unparsed(text)
+            bad.kind = kind or str(err)
+            return bad
     return parse_value
 
 
@@ -44,10 +42,12 @@ INT, FLOAT = lenient(int, "a whole number"), lenient(float, "a number")
 def one_of(options: tuple[str, ...]) -> Callable[[str], str]:
     """An argparse ``type`` for ``choices``: a value not among them is kept as ``Unparsed``, naming the closest."""
     def choose(text: str) -> str:
-        close = difflib.get_close_matches(text, options, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "pick one of them"
-        return text if text in options else Unparsed(text, f"one of {', '.join(options)}; {hint}")
-    return choose
+        if text not in options:
+            close = difflib.get_close_matches(text, options, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "pick one of them"
+            raise ValueError(f"one of {', '.join(options)}; {hint}")
+        return text
+    return lenient(choose)
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,22 +55,17 @@ class Parser(argparse.ArgumentParser):
     one ``error:`` line (no usage block), exit code 2."""
 
     def add_argument(self, *names, choices=None, **kwargs):
-        """``add_argument``, but a ``choices`` list becomes a ``one_of`` type (shown as the metavar)."""
         if choices is not None:
             kwargs.update(type=one_of(tuple(choices)), metavar=kwargs.get("metavar") or "{" + ",".join(choices) + "}")
         return super().add_argument(*names, **kwargs)
 
     def error(self, message: str) -> None:
-        """Print ``error: <message>`` and exit with code 2, as argparse does, without the usage block."""
         self.exit(2, f"error: {message} (--help lists the flags)\n")
 
 
 def parse(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    """The flags as typed, with ``given_flags`` (the ones typed) added, and every problem argparse would stop at:
-    an unknown flag, a flag without its value, a value not of its type or not among its choices.
-
-    A value of the wrong type stays ``Unparsed``; the script's own checks skip it (it is reported here).
-    """
+    """The flags, with ``given_flags`` (the ones typed), and every problem argparse would stop at: an unknown flag,
+    a flag without its value, a value not of its type (left ``Unparsed``: later checks skip it) or choices."""
     rest, kept, given, missing = list(sys.argv[1:] if argv is None else argv), [], set(), []
     flags = {o: a for a in parser._actions for o in a.option_strings}
     while rest:
@@ -117,15 +112,16 @@ FRACTION = (lambda v: 0 <= v < 1, "in [0, 1)")
 def rules(args: argparse.Namespace, parser: argparse.ArgumentParser,
           checks: dict[str, tuple[Callable[[float], bool], str]]) -> list[str]:
     """A line for each flag whose value fails its test (values left None or ``Unparsed`` are skipped)."""
-    problems = []
-    for name, (good, what) in checks.items():
-        value = getattr(args, name, None)
-        if value is None or isinstance(value, Unparsed) or good(value):
-            continue
-        default = parser.get_default(name)
-        problems.append(f"--{name} {value}: must be {what}"
-                        + (f" (default: {default:g})" if isinstance(default, int | float) and default else ""))
-    return problems
+    def default(name: str) -> str:
+        value = parser.get_default(name)
+        return f" (default: {value:g})" if isinstance(value, int | float) and value else ""
+    return [f"--{name} {value}: must be {what}{default(name)}" for name, (good, what) in checks.items()
+            if typed(value := getattr(args, name, None)) and value is not None and not good(value)]
+
+
+def failing(*checks: tuple[object, str]) -> list[str]:
+    """The message of each (condition, message) check whose condition is true."""
+    return [message for bad, message in checks if bad]
 
 
 def typed(*values) -> bool:
@@ -139,10 +135,9 @@ def errors(problems: list[str]) -> list[str]:
 
 
 def exit_on_problems(lines: list[str]) -> None:
-    """Print every ``error:`` line on stderr (once, from the first process) and exit with code 2, as argparse
-    does; return when there are none."""
-    if not lines:
-        return
-    if int(os.environ.get("RANK", 0)) == 0:
-        print("\n".join(lines), file=sys.stderr)
-    sys.exit(2)
+    """Print every ``error:`` line on stderr (once, from the first process) and exit with code 2; return when
+    there are none."""
+    if lines:
+        if int(os.environ.get("RANK", 0)) == 0:
+            print("\n".join(lines), file=sys.stderr)
+        sys.exit(2)

@@ -1,10 +1,7 @@
 """What the course's three training scripts check before any data is read or model built.
 
-Each script declares its flags (``build_parser``) and calls its function here (``unconditional``,
-``text_to_image``, ``controlnet``): the flags, and every problem with them as one ``error:`` line, all at once
-(``course_utils.cli``); no line means the run can start. Top to bottom: the tables (each flag's range; flags that
-need, or clash with, another), what every script checks (the device, the output folder, a checkpoint to resume),
-then what train_unconditional checks beyond them (its data, its model, an upload).
+``unconditional``, ``text_to_image`` and ``controlnet`` parse a script's flags (its ``build_parser``) and return
+them with every problem as one ``error:`` line (``course_utils.cli``); no line means the run can start.
 """
 
 from __future__ import annotations
@@ -18,10 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .cli import AT_LEAST_1, FRACTION, NOT_NEGATIVE, POSITIVE, Parser, errors, parse, rules, typed
+from .cli import AT_LEAST_1, FRACTION, NOT_NEGATIVE, POSITIVE, Parser, errors, failing, parse, rules, typed
 from .runs import resume_path, run_marks
-
-# ---- The tables ------------------------------------------------------------------------------------------------
 
 # Each script's ranges (cli.rules): flag -> (test, what the value must be). ALL: what every script shares.
 LEARNING_RATE = (lambda v: 0 < v < 1, "between 0 and 1, e.g. 1e-3")
@@ -45,6 +40,7 @@ UNCONDITIONAL = {
     "class_drop_prob": (FRACTION[0], "in [0, 1) (the share of labels dropped; 1 would never show the model a class)"),
     "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
 }
+FLOW = "FlowMatchEulerDiscreteScheduler"  # the scheduler of a flow-matching pipeline (chapter 12)
 # train_unconditional's flags that mean nothing without another setting: flag -> that setting.
 NEEDS = {"dataset_config_name": "--dataset_name", "hub_model_id": "--push_to_hub", "hub_private_repo": "--push_to_hub",
          "class_drop_prob": "--class_conditional", "reflow_steps": "--reflow_pairs",
@@ -66,114 +62,96 @@ def _is_set(args: argparse.Namespace, setting: str) -> bool:
     return getattr(args, name) == value[0] if value else getattr(args, name) not in (None, False)
 
 
-# ---- Every script: the device, the output folder, a checkpoint to resume -----------------------------------------
-
-
-def _device_problems(args: argparse.Namespace) -> list[str]:
-    """Mixed precision that this machine cannot run."""
-    on_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes", "on")  # Accelerate's switch
-    cuda = torch.cuda.is_available() and not on_cpu
-    if args.mixed_precision == "fp16" and not (cuda or torch.backends.mps.is_available()):
-        return ["--mixed_precision fp16: needs a GPU and this run has none; use --mixed_precision bf16 (works on "
-                "CPUs) or no"]
-    if args.mixed_precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
-        return [f"--mixed_precision bf16: this GPU ({torch.cuda.get_device_name()}) has no bfloat16; use "
-                "--mixed_precision fp16"]
-    return []
-
-
-def _output_problems(args: argparse.Namespace, run: list[str], replace: str = "") -> list[str]:
-    """The output folder: a folder that can be made and written, holding no other run (``run``: what shows one)
-    unless it is resumed (or replaced, where the script can: ``replace`` says how); and train_unconditional's
-    --train_data_dir, --overwrite_output_dir and --logging_dir kept apart from what they must not touch."""
-    out, flag = Path(args.output_dir).expanduser(), f"--output_dir {args.output_dir}"
-    existing = next(p for p in [out, *out.absolute().parents] if p.exists())
-    if out.exists() and not out.is_dir():
-        return [f"{flag}: a file, not a folder; choose a folder name (or move the file away)"]
-    if not existing.is_dir():
-        return [f"{flag}: {existing} is a file, so no folder can be made inside it; choose another path"]
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return [f"{flag}: cannot write in {existing} (permission denied or read-only); choose a folder you can "
-                "write to"]
-    problems, resolved, resume = [], out.resolve(), args.resume_from_checkpoint
-    data = Path(args.train_data_dir).resolve() if getattr(args, "train_data_dir", None) else None
-    if data and not args.dataset_name and (_inside(resolved, data) or _inside(data, resolved)):
-        problems.append(f"{flag} and --train_data_dir {args.train_data_dir} overlap: the run's sample grids would "
-                        "become training images (or --overwrite_output_dir would delete them); choose a separate "
-                        "--output_dir")
-    overwrite = getattr(args, "overwrite_output_dir", False)
-    if run and not resume and not overwrite:
-        problems.append(f"{flag}: holds another run ({', '.join(run)}); pass --resume_from_checkpoint latest to "
-                        f"continue it{replace}, or choose a new folder")
-    if overwrite and not resume and out.is_dir():
-        keep = {"the current folder": Path.cwd(), "your home folder": Path.home(), **{
-            f"--{name}": Path(getattr(args, name)) for name in ("pretrained_model_name_or_path",
-                                                               "model_config_name_or_path", "cache_dir")
-            if getattr(args, name) and Path(getattr(args, name)).exists()}}
-        problems += [f"{flag} --overwrite_output_dir would delete {resolved}, which holds {what} ({path.resolve()}); "
-                     "choose a folder of its own" for what, path in keep.items() if _inside(path.resolve(), resolved)]
-    logs = out / getattr(args, "logging_dir", "")
-    if logs != out and logs.exists() and not logs.is_dir():
-        problems.append(f"--logging_dir {args.logging_dir}: {logs} is a file; choose another name")
-    return problems
-
-
 def _inside(path: Path, folder: Path) -> bool:
-    """True if ``path`` is ``folder`` or lies inside it (both resolved)."""
     return path == folder or folder in path.parents
 
 
-def _checkpoint_problems(args: argparse.Namespace, *folders: str) -> list[str]:
-    """``--resume_from_checkpoint <path>``: a checkpoint this script wrote into one of ``folders`` of this run."""
-    ckpt, out = Path(args.resume_from_checkpoint), Path(args.output_dir)
-    flag = f"--resume_from_checkpoint {ckpt}"
-    if not (ckpt / "course_step.json").is_file() or ckpt.parent.name not in folders:
-        want = " or ".join(f"{out}/{folder}/checkpoint-N" for folder in folders)
-        return [f"{flag}: not a checkpoint of this script (want {want}, or latest)"]
-    if ckpt.resolve().parent.parent != out.resolve():
-        return [f"{flag}: belongs to another run; pass that run's folder as --output_dir (it holds what the "
-                "checkpoint was trained with)"]
-    return []
+# ---- Every script: its ranges, the device, the output folder, a checkpoint to resume --------------------------
 
 
-def _files(folder: Path) -> list[str]:
-    """Up to three names in ``folder`` (hidden ones left out): for a script whose every file is its run's."""
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))[:3] if folder.is_dir() else []
+def _flags(parser: Parser, argv: list[str] | None, ranges: dict) -> tuple[argparse.Namespace, list[str]]:
+    """The flags, what ``parse`` found, each value out of its range, and mixed precision this machine cannot run."""
+    args, problems = parse(parser, argv)
+    on_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes", "on")  # Accelerate's switch
+    cuda, precision = torch.cuda.is_available() and not on_cpu, args.mixed_precision
+    return args, problems + rules(args, parser, ranges) + failing(
+        (precision == "fp16" and not (cuda or torch.backends.mps.is_available()), "--mixed_precision fp16: needs a "
+         "GPU and this run has none; use --mixed_precision bf16 (works on CPUs) or no"),
+        (precision == "bf16" and cuda and not torch.cuda.is_bf16_supported(), "--mixed_precision bf16: this GPU "
+         f"({torch.cuda.get_device_name() if cuda else ''}) has no bfloat16; use --mixed_precision fp16"))
+
+
+def _output_problems(args: argparse.Namespace, run: list[str], replace: str = "") -> list[str]:
+    """The output folder: one that can be made and written, holding no other run (``run``: what shows one) unless
+    it is resumed (or replaced, where ``replace`` says how); and train_unconditional's --train_data_dir,
+    --overwrite_output_dir and --logging_dir kept apart from what they must not touch."""
+    out, flag = Path(args.output_dir).expanduser(), f"--output_dir {args.output_dir}"
+    existing = next(p for p in [out, *out.absolute().parents] if p.exists())
+    if found := failing(
+            (out.exists() and not out.is_dir(), f"{flag}: a file, not a folder; choose a folder name (or move the "
+             "file away)"),
+            (not existing.is_dir(), f"{flag}: {existing} is a file, so no folder can be made inside it; choose "
+             "another path"),
+            (not os.access(existing, os.W_OK | os.X_OK), f"{flag}: cannot write in {existing} (permission denied or "
+             "read-only); choose a folder you can write to")):
+        return found[:1]
+    resolved, resume, given_data = out.resolve(), args.resume_from_checkpoint, getattr(args, "train_data_dir", None)
+    data = Path(given_data).resolve() if given_data and not args.dataset_name else None
+    overwrite, logs = getattr(args, "overwrite_output_dir", False) and not resume, getattr(args, "logging_dir", "")
+    keep = {"the current folder": Path.cwd(), "your home folder": Path.home(), **{
+        f"--{name}": Path(getattr(args, name)) for name in ("pretrained_model_name_or_path",
+                                                           "model_config_name_or_path", "cache_dir")
+        if getattr(args, name) and Path(getattr(args, name)).exists()}} if overwrite and out.is_dir() else {}
+    return failing(
+        (data and (_inside(resolved, data) or _inside(data, resolved)), f"{flag} and --train_data_dir {given_data} "
+         "overlap: the run's sample grids would become training images (or --overwrite_output_dir would delete "
+         "them); choose a separate --output_dir"),
+        (run and not resume and not overwrite, f"{flag}: holds another run ({', '.join(run)}); "
+         f"pass --resume_from_checkpoint latest to continue it{replace}, or choose a new folder"),
+        *((_inside(path.resolve(), resolved), f"{flag} --overwrite_output_dir would delete {resolved}, which holds "
+           f"{what} ({path.resolve()}); choose a folder of its own") for what, path in keep.items()),
+        (logs and (out / logs).exists() and not (out / logs).is_dir(),
+         f"--logging_dir {logs}: {out / logs} is a file; choose another name"))
+
+
+def _run_folder(args: argparse.Namespace, *folders: str) -> list[str]:
+    """train_text_to_image's and train_controlnet's output folder (any file in it is a run's), then
+    ``--resume_from_checkpoint <path>``: a checkpoint this script wrote into one of ``folders`` of this run."""
+    out, ckpt = args.output_dir, Path(args.resume_from_checkpoint or "latest")
+    files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))[:3] if out.is_dir() else []
+    if (found := _output_problems(args, files)) or str(ckpt) == "latest":
+        return found
+    want, flag = " or ".join(f"{out}/{folder}/checkpoint-N" for folder in folders), f"--resume_from_checkpoint {ckpt}"
+    return failing((not (ckpt / "course_step.json").is_file() or ckpt.parent.name not in folders,
+                    f"{flag}: not a checkpoint of this script (want {want}, or latest)"),
+                   (ckpt.resolve().parent.parent != out.resolve(), f"{flag}: belongs to another run; pass that run's "
+                    "folder as --output_dir (it holds what the checkpoint was trained with)"))[:1]
 
 
 def controlnet(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """train_controlnet's flags and every problem with them, one ``error:`` line each (nothing is drawn or built)."""
-    args, problems = parse(parser, argv)
-    problems += rules(args, parser, CONTROLNET) + _device_problems(args)
+    args, problems = _flags(parser, argv, CONTROLNET)
     base = args.pretrained_model_name_or_path
-    if not (base / "model_index.json").is_file() or not (base / "unet" / "config.json").is_file():
-        problems.append(f"--pretrained_model_name_or_path {base}: not a Stable Diffusion pipeline folder (no "
-                        "model_index.json and unet/); pass one saved by course_utils.train_text_to_image")
-    found = _output_problems(args, _files(args.output_dir))
-    if not found and args.resume_from_checkpoint not in (None, "latest"):
-        found = _checkpoint_problems(args, "checkpoints")
-    return args, errors(problems + found)
+    problems += failing((not (base / "model_index.json").is_file() or not (base / "unet" / "config.json").is_file(),
+                         f"--pretrained_model_name_or_path {base}: not a Stable Diffusion pipeline folder (no "
+                         "model_index.json and unet/); pass one saved by course_utils.train_text_to_image"))
+    return args, errors(problems + _run_folder(args, "checkpoints"))
 
 
 def text_to_image(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """train_text_to_image's flags and every problem with them, one ``error:`` line each (nothing is drawn or
     built); a checkpoint to resume must be of the stage that is due."""
-    args, problems = parse(parser, argv)
-    problems += rules(args, parser, TEXT_TO_IMAGE) + _device_problems(args)
-    found = _output_problems(args, _files(args.output_dir))
-    if found or args.resume_from_checkpoint in (None, "latest"):
-        return args, errors(problems + found)
-    ckpt, vae = Path(args.resume_from_checkpoint), args.output_dir / "vae"
-    flag, found = f"--resume_from_checkpoint {ckpt}", _checkpoint_problems(args, "checkpoints-vae", "checkpoints-unet")
-    if not found and ckpt.parent.name == "checkpoints-unet" and not (vae / "config.json").is_file():
-        found = [f"{flag}: {vae} is missing, so stage 2 cannot go on; resume the VAE stage (latest) instead"]
-    elif not found and ckpt.parent.name == "checkpoints-vae" and (vae / "config.json").is_file():
-        found = [f"{flag}: the VAE stage has finished ({vae}); resuming it would retrain the VAE and lose stage 2: "
-                 "pass latest"]
-    return args, errors(problems + found)
+    args, problems = _flags(parser, argv, TEXT_TO_IMAGE)
+    stage, vae = Path(args.resume_from_checkpoint or "").parent.name, args.output_dir / "vae"
+    flag, done = f"--resume_from_checkpoint {args.resume_from_checkpoint}", (vae / "config.json").is_file()
+    return args, errors(problems + (_run_folder(args, "checkpoints-vae", "checkpoints-unet") or failing(
+        (stage == "checkpoints-unet" and not done, f"{flag}: {vae} is missing, so stage 2 cannot go on; resume the "
+         "VAE stage (latest) instead"),
+        (stage == "checkpoints-vae" and done, f"{flag}: the VAE stage has finished ({vae}); resuming it would retrain "
+         "the VAE and lose stage 2: pass latest"))))
 
 
-# ---- train_unconditional: the flags above, its data, its model, an upload ----------------------------------------
+# ---- train_unconditional: the flags above, its data, its model, a checkpoint to resume, an upload --------------
 
 
 def unconditional(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -181,101 +159,68 @@ def unconditional(parser: Parser, argv: list[str] | None = None) -> tuple[argpar
 
     Writes nothing; reads small files only (a UNet's config, a checkpoint's parameter shapes) and, with
     ``--push_to_hub``, asks the Hub about the token, filling in ``args.hub_model_id`` when it was left out."""
-    args, problems = parse(parser, argv)
-    problems += rules(args, parser, UNCONDITIONAL) + _device_problems(args)
+    from .hub import PushCheckError, check_push_access, repo_id_problem
+    from .imagefolder import IMAGE_EXTENSIONS
+
+    args, problems = _flags(parser, argv, UNCONDITIONAL)
     problems += [f"--{flag} only means something with {needs}: add {needs}, or drop --{flag}"
                  for flag, needs in NEEDS.items() if flag in args.given_flags and not _is_set(args, needs)]
     problems += [f"--{flag} with {setting}: {why}; drop --{flag}"
                  for (flag, setting), why in CLASHES.items() if flag in args.given_flags and _is_set(args, setting)]
-    steps, inference = args.ddpm_num_steps, args.ddpm_num_inference_steps
-    if typed(steps, inference) and inference > steps and not args.pretrained_model_name_or_path:
-        problems.append(f"--ddpm_num_inference_steps {inference} is more than --ddpm_num_steps {steps}: sampling "
-                        "cannot take more steps than training noise levels; lower it")
-    if args.hub_token is not None:
-        problems.append("--hub_token is refused: a token on the command line ends up in shell history and process "
-                        "lists. Set the HF_TOKEN environment variable (or run `hf auth login`) instead.")
-    if args.enable_xformers_memory_efficient_attention and not (find_spec("xformers") and torch.cuda.is_available()):
-        problems.append("--enable_xformers_memory_efficient_attention: needs the xformers package and a CUDA GPU; "
-                        "drop the flag (PyTorch's own attention is used then)")
-    logger = {"wandb": "wandb", "tensorboard": "tensorboard"}.get(args.logger)
-    if logger and not (find_spec(logger) or (logger == "tensorboard" and find_spec("tensorboardX"))):
-        problems.append(f"--logger {args.logger}: the {logger} package is not installed; pip install {logger}, or "
-                        f"use --logger {'tensorboard' if logger == 'wandb' else 'wandb'}")
+    steps, inference, logger = args.ddpm_num_steps, args.ddpm_num_inference_steps, args.logger
+    problems += failing(
+        (typed(steps, inference) and inference > steps and not args.pretrained_model_name_or_path,
+         f"--ddpm_num_inference_steps {inference} is more than --ddpm_num_steps {steps}: sampling cannot take more "
+         "steps than training noise levels; lower it"),
+        (args.hub_token is not None, "--hub_token is refused: a token on the command line ends up in shell history "
+         "and process lists. Set the HF_TOKEN environment variable (or run `hf auth login`) instead."),
+        (args.enable_xformers_memory_efficient_attention and not (find_spec("xformers") and torch.cuda.is_available()),
+         "--enable_xformers_memory_efficient_attention: needs the xformers package and a CUDA GPU; drop the flag "
+         "(PyTorch's own attention is used then)"),
+        (typed(logger) and not (find_spec(logger) or (logger == "tensorboard" and find_spec("tensorboardX"))),
+         f"--logger {logger}: the {logger} package is not installed; pip install {logger}, or use --logger "
+         f"{'tensorboard' if logger == 'wandb' else 'wandb'}"))
     if not args.output_dir:
         return args, errors([*problems, "--output_dir is empty: name the folder the run writes to"])
     unet, found = _model_problems(args)
-    problems += found + _data_problems(args) + _reflow_problems(args)
-    problems += _output_problems(args, run_marks(Path(args.output_dir).expanduser()),
-                                 ", --overwrite_output_dir to replace it") + _resume_problems(args, unet)
-    return args, errors(problems + _push_problems(args))
-
-
-def _data_problems(args: argparse.Namespace) -> list[str]:
-    """Where the images come from: a folder of images that exists, or a dataset name that can be one."""
-    from .hub import repo_id_problem
-    from .imagefolder import IMAGE_EXTENSIONS
-
-    folder, name, problems = Path(args.train_data_dir or "."), args.dataset_name, []
-    if args.cache_dir and Path(args.cache_dir).is_file():
-        problems.append(f"--cache_dir {args.cache_dir}: a file, not a folder; pass a folder for downloads")
-    if args.reflow_pairs is not None:  # reflow makes its own pairs
-        return problems
-    if name is None and args.train_data_dir is None:
-        problems.append("give --train_data_dir (a folder of images) or --dataset_name (a Hub dataset)")
-    elif name is not None:
-        if not Path(name).exists() and repo_id_problem(name):
-            problems.append(f"--dataset_name {name!r}: neither a local path nor a Hub dataset id (like "
-                            "huggan/smithsonian_butterflies_subset); check the name")
-    elif not folder.exists():
-        problems.append(f"--train_data_dir {folder}: no such folder; check the path (relative paths start in "
-                        f"{Path.cwd()})")
-    elif not folder.is_dir():
-        problems.append(f"--train_data_dir {folder}: a file, not a folder; pass the folder that holds the images")
-    elif not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.rglob("*")):
-        problems.append(f"--train_data_dir {folder}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in it "
-                        "or its sub-folders; put your images there")
-    elif args.class_conditional and not any(p.is_dir() for p in folder.iterdir()):
-        problems.append(f"--class_conditional needs labelled images: put each class of --train_data_dir {folder} in "
-                        "its own sub-folder (e.g. 0/, 1/, ...)")
-    return problems
-
-
-def _reflow_problems(args: argparse.Namespace) -> list[str]:
-    """Reflow fine-tunes a flow pipeline on its own samples (the other flags it clashes with are in CLASHES)."""
-    source = args.pretrained_model_name_or_path
-    if args.reflow_pairs is None:
-        return []
-    if not source:
-        return ["--reflow_pairs needs --pretrained_model_name_or_path: the flow pipeline whose samples it trains on"]
-    if "prediction_type" in args.given_flags and args.prediction_type != "flow":
-        return [f"--reflow_pairs with --prediction_type {args.prediction_type}: reflow is flow matching; drop "
-                "--prediction_type"]
-    try:
-        scheduler = pretrained_configs(source)[1] or {}
-    except Problem:  # reported with the model
-        scheduler = {}
-    if scheduler.get("_class_name", "FlowMatchEulerDiscreteScheduler") != "FlowMatchEulerDiscreteScheduler":
-        return [f"--reflow_pairs: --pretrained_model_name_or_path {source} is not a flow-matching pipeline (its "
-                "scheduler is no FlowMatchEulerDiscreteScheduler); reflow a model trained with --prediction_type flow"]
-    return []
-
-
-def _push_problems(args: argparse.Namespace) -> list[str]:
-    """With ``--push_to_hub``: a token, online, a valid repo id the token may write (asked before training)."""
-    from .hub import PushCheckError, check_push_access
-
-    if not args.push_to_hub:
-        return []
-    name = Path(args.output_dir or ".").resolve().name  # in a multi-process run the first process asks the Hub
-    try:
-        args.hub_model_id = check_push_access(args.hub_model_id, name, network=int(os.environ.get("RANK", 0)) == 0)
-    except PushCheckError as err:
-        return [f"--push_to_hub: {err}; or train now without --push_to_hub and upload the saved folder later with "
-                "chapter 4's course_utils.hub.upload_pipeline"]
-    return []
-
-
-# ---- train_unconditional's model, read from config files without building it ---------------------------------
+    reflow, pipeline, name, folder = args.reflow_pairs is not None, args.pretrained_model_name_or_path, \
+        args.dataset_name, Path(args.train_data_dir or ".")
+    images = args.train_data_dir and not name and not reflow  # reflow makes its own pairs
+    other_type = "prediction_type" in args.given_flags and args.prediction_type != "flow"
+    found += failing((args.cache_dir and Path(args.cache_dir).is_file(), f"--cache_dir {args.cache_dir}: a file, not "
+                      "a folder; pass a folder for downloads")) + failing(  # where the images come from: the first
+        (name is None and args.train_data_dir is None and not reflow, "give --train_data_dir (a "
+         "folder of images) or --dataset_name (a Hub dataset)"),
+        (name is not None and not reflow and not Path(name).exists() and repo_id_problem(name),
+         f"--dataset_name {name!r}: neither a local path nor a Hub dataset id (like "
+         "huggan/smithsonian_butterflies_subset); check the name"),
+        (images and not folder.exists(), f"--train_data_dir {folder}: no such folder; check the path (relative "
+         f"paths start in {Path.cwd()})"),
+        (images and not folder.is_dir(), f"--train_data_dir {folder}: a file, not a folder; pass the folder that "
+         "holds the images"),
+        (images and folder.is_dir() and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.rglob("*")),
+         f"--train_data_dir {folder}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in it or its "
+         "sub-folders; put your images there"),
+        (images and args.class_conditional and folder.is_dir() and not any(p.is_dir() for p in folder.iterdir()),
+         f"--class_conditional needs labelled images: put each class of --train_data_dir {folder} in its own "
+         "sub-folder (e.g. 0/, 1/, ...)"))[:1] + failing(
+        (reflow and not pipeline, "--reflow_pairs needs --pretrained_model_name_or_path: the flow pipeline whose "
+         "samples it trains on"),
+        (reflow and pipeline and other_type, f"--reflow_pairs with --prediction_type {args.prediction_type}: reflow "
+         "is flow matching; drop --prediction_type"),
+        (reflow and pipeline and not other_type and _scheduler_class(pipeline) != FLOW, f"--reflow_pairs: "
+         f"--pretrained_model_name_or_path {pipeline} is not a flow-matching pipeline (its scheduler is no "
+         f"{FLOW}); reflow a model trained with --prediction_type flow"))
+    problems += found + _output_problems(args, run_marks(Path(args.output_dir).expanduser()),
+                                         ", --overwrite_output_dir to replace it") + _resume_problems(args, unet)
+    if args.push_to_hub:  # a token, online, a repo id it may write; in a multi-process run the first process asks
+        try:
+            args.hub_model_id = check_push_access(args.hub_model_id, Path(args.output_dir).resolve().name,
+                                                  network=int(os.environ.get("RANK", 0)) == 0)
+        except PushCheckError as err:
+            problems.append(f"--push_to_hub: {err}; or train now without --push_to_hub and upload the saved folder "
+                            "later with chapter 4's course_utils.hub.upload_pipeline")
+    return args, errors(problems)
 
 
 class Problem(Exception):
@@ -326,7 +271,10 @@ def pretrained_configs(name_or_path: str) -> tuple[dict, dict | None]:
 
 
 def _model_problems(args: argparse.Namespace) -> tuple[dict | None, list[str]]:
-    """The config of the UNet this run builds (None when it cannot be known or does not fit) and its problems."""
+    """The config of the UNet this run builds (None when it cannot be known or does not fit) and its problems:
+    where it comes from, then whether it fits this run."""
+    from diffusers import UNet2DModel
+
     pretrained, config_path = args.pretrained_model_name_or_path, args.model_config_name_or_path
     resolution = args.resolution if typed(args.resolution) and args.resolution >= 1 else None
     try:
@@ -334,8 +282,9 @@ def _model_problems(args: argparse.Namespace) -> tuple[dict | None, list[str]]:
             raise Problem("--pretrained_model_name_or_path and --model_config_name_or_path: give one (the "
                           "pretrained pipeline's UNet already has its config)")
         if pretrained:
-            config, scheduler = pretrained_configs(pretrained)
-            source, problems = f"--pretrained_model_name_or_path {pretrained}", _scheduler_problems(args, scheduler)
+            source, (config, scheduler) = f"--pretrained_model_name_or_path {pretrained}", pretrained_configs(
+                pretrained)
+            problems = _scheduler_problems(args, scheduler or {}, source)
         elif config_path:
             source = f"--model_config_name_or_path {config_path}"
             if (Path(config_path) / "model_index.json").is_file() and not (Path(config_path) / "config.json").is_file():
@@ -351,70 +300,59 @@ def _model_problems(args: argparse.Namespace) -> tuple[dict | None, list[str]]:
             with torch.device("meta"):
                 return (dict(default_unet(resolution)[0].config) if resolution and args.resume_from_checkpoint
                         else None), []
+        if (kind := config.get("_class_name", "UNet2DModel")) != "UNet2DModel":
+            raise Problem(f"{source}: a {kind} config; this script trains a UNet2DModel (unconditional, or "
+                          "class-conditioned with --class_conditional); pass a UNet2DModel config")
     except Problem as problem:
         return None, [str(problem)]
-    problems += _unet_config_problems(args, config, source, resolution)
-    return (None if problems else config), problems
-
-
-def _unet_config_problems(args: argparse.Namespace, config: dict, source: str, resolution: int | None) -> list[str]:
-    """Why a UNet config does not fit this run: not a UNet2DModel, channels, depth against resolution, classes."""
-    from diffusers import UNet2DModel
-
-    if (kind := config.get("_class_name", "UNet2DModel")) != "UNet2DModel":
-        return [f"{source}: a {kind} config; this script trains a UNet2DModel (unconditional, or class-conditioned "
-                "with --class_conditional); pass a UNet2DModel config"]
     channels, groups = list(config.get("block_out_channels", (224, 448, 672, 896))), config.get("norm_num_groups", 32)
     in_ch, out_ch, classes = config.get("in_channels", 3), config.get("out_channels", 3), config.get("num_class_embeds")
-    size, halvings, pretrained = config.get("sample_size"), len(channels) - 1, source.startswith("--pretrained")
-    problems = []
-    if in_ch not in (1, 3) or out_ch != in_ch:
-        problems.append(f"{source}: in_channels {in_ch}, out_channels {out_ch}; the script trains on grayscale (1 "
-                        "and 1) or RGB (3 and 3) images")
-    if groups and any(c % groups for c in channels):
-        problems.append(f"{source}: block_out_channels {channels} are not all multiples of norm_num_groups {groups}; "
-                        "change one of them")
-    if resolution is not None and resolution % 2**halvings:
-        good = ", ".join(str(r) for r in (16, 28, 32, 64, 128, 256) if r % 2**halvings == 0)
-        problems.append(f"--resolution {resolution}: the UNet of {source} halves it {halvings} times ({halvings + 1}"
-                        f" levels), so it must be a multiple of {2**halvings} (e.g. {good}); or use a UNet with "
-                        "fewer levels")
-    if resolution is not None and size is not None and size not in (resolution, [resolution, resolution]):
-        fix = f"pass --resolution {size}" if pretrained else (f"set sample_size to {resolution} in the config, or "
-                                                               f"pass --resolution {size}")
-        problems.append(f"--resolution {resolution} but {source} has sample_size {size} (the size its pipeline "
-                        f"generates): {fix}")
-    if classes and not args.class_conditional:
-        problems.append(f"{source}: a class-conditioned UNet (num_class_embeds {classes}): add --class_conditional "
-                        "and labelled images")
-    if pretrained and args.class_conditional and not classes:
-        problems.append(f"--class_conditional but {source} is unconditional (no class embedding to fine-tune): drop "
-                        "--class_conditional or start from a class-conditioned pipeline")
+    size, halvings, fine_tune = config.get("sample_size"), len(channels) - 1, bool(pretrained)
+    good = ", ".join(str(r) for r in (16, 28, 32, 64, 128, 256) if r % 2**halvings == 0)
+    fix = "" if fine_tune else f"set sample_size to {resolution} in the config, or "
+    problems += failing(
+        (in_ch not in (1, 3) or out_ch != in_ch, f"{source}: in_channels {in_ch}, out_channels {out_ch}; the script "
+         "trains on grayscale (1 and 1) or RGB (3 and 3) images"),
+        (groups and any(c % groups for c in channels), f"{source}: block_out_channels {channels} are not all "
+         f"multiples of norm_num_groups {groups}; change one of them"),
+        (resolution is not None and resolution % 2**halvings, f"--resolution {resolution}: the UNet of {source} "
+         f"halves it {halvings} times ({halvings + 1} levels), so it must be a multiple of {2**halvings} (e.g. "
+         f"{good}); or use a UNet with fewer levels"),
+        (resolution is not None and size is not None and size not in (resolution, [resolution, resolution]),
+         f"--resolution {resolution} but {source} has sample_size {size} (the size its pipeline generates): "
+         f"{fix}pass --resolution {size}"),
+        (classes and not args.class_conditional, f"{source}: a class-conditioned UNet (num_class_embeds {classes}): "
+         "add --class_conditional and labelled images"),
+        (fine_tune and args.class_conditional and not classes, f"--class_conditional but {source} is unconditional "
+         "(no class embedding to fine-tune): drop --class_conditional or start from a class-conditioned pipeline"))
     try:
         with torch.device("meta"):  # every other mistake diffusers finds, without allocating weights
             if not problems:
                 UNet2DModel.from_config(config)
     except Exception as err:
         problems.append(f"{source}: diffusers cannot build a UNet2DModel from it ({err}); fix the config")
-    return problems
+    return (None if problems else config), problems
 
 
-def _scheduler_problems(args: argparse.Namespace, scheduler: dict | None) -> list[str]:
+def _scheduler_problems(args: argparse.Namespace, scheduler: dict, source: str) -> list[str]:
     """Noise-schedule flags typed with a pretrained pipeline must agree with the scheduler it was trained with."""
-    source, scheduler = f"--pretrained_model_name_or_path {args.pretrained_model_name_or_path}", scheduler or {}
-    problems = [f"--{flag} {getattr(args, flag)} but {source} was trained with {key}={scheduler[key]}: drop --{flag} "
-                "to keep the pipeline's" for flag, key in (("ddpm_num_steps", "num_train_timesteps"),
-                                                          ("ddpm_beta_schedule", "beta_schedule"),
-                                                          ("prediction_type", "prediction_type"))
-                if flag in args.given_flags and key in scheduler and getattr(args, flag) != scheduler[key]]
-    if "snr_gamma" in args.given_flags and scheduler.get("_class_name") == "FlowMatchEulerDiscreteScheduler":
-        problems.append(f"--snr_gamma with {source}: a flow-matching pipeline has no DDPM noise schedule to weight "
-                        "by; drop --snr_gamma")
     levels, wanted = scheduler.get("num_train_timesteps", 1000), args.ddpm_num_inference_steps
-    if scheduler and typed(wanted) and wanted > levels:
-        problems.append(f"--ddpm_num_inference_steps {wanted} is more than the {levels} noise levels of {source}; "
-                        "lower it")
-    return problems
+    return [f"--{flag} {getattr(args, flag)} but {source} was trained with {key}={scheduler[key]}: drop --{flag} "
+            "to keep the pipeline's" for flag, key in (("ddpm_num_steps", "num_train_timesteps"),
+                                                       ("ddpm_beta_schedule", "beta_schedule"),
+                                                       ("prediction_type", "prediction_type"))
+            if flag in args.given_flags and key in scheduler and getattr(args, flag) != scheduler[key]] + failing(
+        ("snr_gamma" in args.given_flags and scheduler.get("_class_name") == FLOW, f"--snr_gamma with {source}: a "
+         "flow-matching pipeline has no DDPM noise schedule to weight by; drop --snr_gamma"),
+        (scheduler and typed(wanted) and wanted > levels, f"--ddpm_num_inference_steps {wanted} is more than the "
+         f"{levels} noise levels of {source}; lower it"))
+
+
+def _scheduler_class(pipeline: str) -> str:
+    try:
+        return (pretrained_configs(pipeline)[1] or {}).get("_class_name", FLOW)
+    except Problem:  # reported with the model
+        return FLOW
 
 
 def _resume_problems(args: argparse.Namespace, unet: dict | None) -> list[str]:
@@ -425,10 +363,8 @@ def _resume_problems(args: argparse.Namespace, unet: dict | None) -> list[str]:
 
     path = resume_path(args.resume_from_checkpoint, Path(args.output_dir))
     flag = f"--resume_from_checkpoint {args.resume_from_checkpoint}"
-    if path is None:
-        return []
-    if not path.is_dir():
-        return [f"{flag}: no such checkpoint folder; pass a checkpoint-<step> folder or 'latest'"]
+    if path is None or not path.is_dir():
+        return failing((path, f"{flag}: no such checkpoint folder; pass a checkpoint-<step> folder or 'latest'"))
     if not (path / "course_step.json").is_file() or not (path / "model.safetensors").is_file():
         return [f"{flag}: {path} is not a complete checkpoint of this script (no course_step.json or "
                 "model.safetensors); pass another, or 'latest'"]
@@ -439,20 +375,18 @@ def _resume_problems(args: argparse.Namespace, unet: dict | None) -> list[str]:
             have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith("class_embedding")}
     except Exception as err:
         return [f"{flag}: {path} is damaged ({type(err).__name__}); resume from an earlier checkpoint"]
-    problems, ema = [], (path / "custom_checkpoint_0.pkl").is_file()
-    if saved not in (None, args.resolution) and typed(args.resolution):
-        problems.append(f"{flag}: {path.name} was trained at --resolution {saved}, this run asks for "
-                        f"{args.resolution}; resume with --resolution {saved} or start a new --output_dir")
+    want, ema = have, (path / "custom_checkpoint_0.pkl").is_file()
     if unet is not None:
         with torch.device("meta"):
             want = {k: tuple(v.shape) for k, v in UNet2DModel.from_config(unet).state_dict().items()
                     if not k.startswith("class_embedding")}
-        if differ := sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]]:
-            problems.append(f"{flag}: {path.name} holds another model than this run builds ({differ[0]}: "
-                            f"{have.get(differ[0], 'missing')} in the checkpoint, {want.get(differ[0], 'missing')} "
-                            "here); resume with the run's own --model_config_name_or_path/"
-                            "--pretrained_model_name_or_path, or start a new --output_dir")
-    if ema != args.use_ema:
-        problems.append(f"{flag}: {path.name} was saved {'with' if ema else 'without'} --use_ema; "
-                        f"{'add' if ema else 'drop'} --use_ema to resume it")
-    return problems
+    differ = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]] or [""]
+    return failing(
+        (saved not in (None, args.resolution) and typed(args.resolution), f"{flag}: {path.name} was trained at "
+         f"--resolution {saved}, this run asks for {args.resolution}; resume with --resolution {saved} or start a new "
+         "--output_dir"),
+        (differ[0], f"{flag}: {path.name} holds another model than this run builds ({differ[0]}: "
+         f"{have.get(differ[0], 'missing')} in the checkpoint, {want.get(differ[0], 'missing')} here); resume with "
+         "the run's own --model_config_name_or_path/--pretrained_model_name_or_path, or start a new --output_dir"),
+        (ema != args.use_ema, f"{flag}: {path.name} was saved {'with' if ema else 'without'} --use_ema; "
+         f"{'add' if ema else 'drop'} --use_ema to resume it"))
