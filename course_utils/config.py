@@ -167,6 +167,16 @@ SETTINGS: dict[str, dict[str, dict]] = {
                      max_train=None, batch_size=128, lr=1e-3, epochs=10, channels=(32, 64, 64), n_score=200,
                      steps_list=(1, 2, 4, 8, 16, 50), shipped_n=200, shipped_steps=(1, 2, 4, 8, 16, 50)),
     },
+    # Chapter 14: consistency distillation of the shipped digits-28 (a minute or two of it in cpu; the shipped
+    # digits-28-lcm carries the long run), its few-step samples scored against the teacher's DDIM.
+    "ch14": {
+        "small": dict(distil_steps=2, batch_size=8, lr=1e-4, ema=0.95, skip=20, n_score=16, steps_list=(1, 2),
+                      n_show=8),
+        "cpu": dict(distil_steps=60, batch_size=32, lr=1e-4, ema=0.95, skip=20, n_score=100, steps_list=(1, 2, 4),
+                    n_show=12),
+        "full": dict(distil_steps=500, batch_size=32, lr=1e-4, ema=0.95, skip=20, n_score=200,
+                     steps_list=(1, 2, 4, 8), n_show=12),
+    },
     # Chapter 10: synthesised arpeggios as 32x32 mel spectrograms; a U-Net trained on them, the shipped
     # audio-arpeggios-32, fine-tuned on minor arpeggios. full also loads the book's Hub pipeline and GTZAN (online).
     "ch10": {

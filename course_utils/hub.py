@@ -104,9 +104,11 @@ def pipeline_card(
     datasets: Sequence[str] = (),
     pipeline_class: str = "DDPMPipeline",
     prompt: str | None = None,
+    arguments: str = "",
 ) -> ModelCard:
     """A model card for a pipeline (an unconditional ``DDPMPipeline`` by default; pass ``pipeline_class`` and a
-    ``prompt`` for a text-to-image one): YAML metadata, a description and a usage snippet."""
+    ``prompt`` for a text-to-image one, or the call's ``arguments``, e.g. ``"num_inference_steps=2"``): YAML
+    metadata, a description and a usage snippet."""
     from huggingface_hub import ModelCard, ModelCardData
 
     data = ModelCardData(license=license, library_name="diffusers", tags=list(tags), datasets=list(datasets) or None)
@@ -117,7 +119,7 @@ def pipeline_card(
         "image = pipeline({{ prompt }}).images[0]\nimage\n```\n"
     )
     return ModelCard.from_template(data, template_str=template, repo_id=repo_id, description=description,
-                                   pipeline_class=pipeline_class, prompt=repr(prompt) if prompt else "")
+                                   pipeline_class=pipeline_class, prompt=repr(prompt) if prompt else arguments)
 
 
 def upload_pipeline(folder: str | Path, repo_id: str, token: str | None, private: bool = False) -> str:

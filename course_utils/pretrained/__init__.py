@@ -134,17 +134,17 @@ def load_longer_trained(name: str, device: torch.device | str = "cpu") -> tuple[
 def ddim_samples(pipeline: DDPMPipeline, n: int, steps: int = 50, seed: int = 0,
                  labels: torch.Tensor | None = None, guidance_scale: float = 1.0,
                  device: torch.device | str | None = None) -> torch.Tensor:
-    """``n`` samples in [0, 1] (on the CPU) with ``steps`` DDIM steps (Euler steps of its own scheduler for a
-    flow-matching pipeline), on the pipeline's device by default (one per label, with classifier-free guidance,
-    if ``labels`` are given)."""
-    from diffusers import DDIMScheduler
+    """``n`` samples in [0, 1] (on the CPU) with ``steps`` DDIM steps (steps of its own scheduler for a
+    flow-matching or consistency pipeline: Euler, LCM), on the pipeline's device by default (one per label, with
+    classifier-free guidance, if ``labels`` are given)."""
+    from diffusers import DDIMScheduler, LCMScheduler
 
     from ..diffusion import is_flow
     from ..sampling import sample_ddpm, sample_with_guidance
 
     device = device or pipeline.device
-    scheduler = (pipeline.scheduler if is_flow(pipeline.scheduler) else
-                 DDIMScheduler.from_config(pipeline.scheduler.config))
+    own = is_flow(pipeline.scheduler) or isinstance(pipeline.scheduler, LCMScheduler)
+    scheduler = pipeline.scheduler if own else DDIMScheduler.from_config(pipeline.scheduler.config)
     if labels is not None:
         x = sample_with_guidance(pipeline.unet, scheduler, steps, labels, guidance_scale, seed=seed, device=device)
     else:
