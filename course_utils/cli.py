@@ -20,12 +20,9 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 class Unparsed(str):
     """A flag's text that is not of the flag's type (``kind`` says what it should be); ``parse`` reports it."""
 
-    kind = "a value"
-
 
 def lenient(convert: Callable[[str], object], kind: str | None = None) -> Callable[[str], object]:
-    """An argparse ``type`` that keeps a value ``convert`` refuses as ``Unparsed`` (``kind``: by default, the
-    ValueError's message)."""
+    """An argparse ``type`` keeping a value ``convert`` refuses as ``Unparsed`` (``kind``: or the ValueError's)."""
     def parse_value(text: str):
         try:
             return convert(text)
@@ -51,12 +48,11 @@ def one_of(options: tuple[str, ...]) -> Callable[[str], str]:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse whose ``choices`` are checked by ``parse`` with every other problem, and whose own errors are
-    one ``error:`` line (no usage block), exit code 2."""
+    """argparse whose ``choices`` ``parse`` checks with the rest, and whose own errors are one ``error:`` line."""
 
     def add_argument(self, *names, choices=None, **kwargs):
         if choices is not None:
-            kwargs.update(type=one_of(tuple(choices)), metavar=kwargs.get("metavar") or "{" + ",".join(choices) + "}")
+            kwargs.update(type=one_of(tuple(choices)), metavar="{" + ",".join(choices) + "}")
         return super().add_argument(*names, **kwargs)
 
     def error(self, message: str) -> None:
@@ -135,8 +131,7 @@ def errors(problems: list[str]) -> list[str]:
 
 
 def exit_on_problems(lines: list[str]) -> None:
-    """Print every ``error:`` line on stderr (once, from the first process) and exit with code 2; return when
-    there are none."""
+    """Print every ``error:`` line on stderr (once, from the first process) and exit with code 2, if any."""
     if lines:
         if int(os.environ.get("RANK", 0)) == 0:
             print("\n".join(lines), file=sys.stderr)

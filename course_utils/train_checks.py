@@ -159,8 +159,7 @@ def unconditional(parser: Parser, argv: list[str] | None = None) -> tuple[argpar
 
     Writes nothing; reads small files only (a UNet's config, a checkpoint's parameter shapes) and, with
     ``--push_to_hub``, asks the Hub about the token, filling in ``args.hub_model_id`` when it was left out."""
-    from .hub import PushCheckError, check_push_access, repo_id_problem
-    from .imagefolder import IMAGE_EXTENSIONS
+    from .hub import PushCheckError, check_push_access
 
     args, problems = _flags(parser, argv, UNCONDITIONAL)
     problems += [f"--{flag} only means something with {needs}: add {needs}, or drop --{flag}"
@@ -183,36 +182,9 @@ def unconditional(parser: Parser, argv: list[str] | None = None) -> tuple[argpar
     if not args.output_dir:
         return args, errors([*problems, "--output_dir is empty: name the folder the run writes to"])
     unet, found = _model_problems(args)
-    reflow, pipeline, name, folder = args.reflow_pairs is not None, args.pretrained_model_name_or_path, \
-        args.dataset_name, Path(args.train_data_dir or ".")
-    images = args.train_data_dir and not name and not reflow  # reflow makes its own pairs
-    other_type = "prediction_type" in args.given_flags and args.prediction_type != "flow"
-    found += failing((args.cache_dir and Path(args.cache_dir).is_file(), f"--cache_dir {args.cache_dir}: a file, not "
-                      "a folder; pass a folder for downloads")) + failing(  # where the images come from: the first
-        (name is None and args.train_data_dir is None and not reflow, "give --train_data_dir (a "
-         "folder of images) or --dataset_name (a Hub dataset)"),
-        (name is not None and not reflow and not Path(name).exists() and repo_id_problem(name),
-         f"--dataset_name {name!r}: neither a local path nor a Hub dataset id (like "
-         "huggan/smithsonian_butterflies_subset); check the name"),
-        (images and not folder.exists(), f"--train_data_dir {folder}: no such folder; check the path (relative "
-         f"paths start in {Path.cwd()})"),
-        (images and not folder.is_dir(), f"--train_data_dir {folder}: a file, not a folder; pass the folder that "
-         "holds the images"),
-        (images and folder.is_dir() and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.rglob("*")),
-         f"--train_data_dir {folder}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in it or its "
-         "sub-folders; put your images there"),
-        (images and args.class_conditional and folder.is_dir() and not any(p.is_dir() for p in folder.iterdir()),
-         f"--class_conditional needs labelled images: put each class of --train_data_dir {folder} in its own "
-         "sub-folder (e.g. 0/, 1/, ...)"))[:1] + failing(
-        (reflow and not pipeline, "--reflow_pairs needs --pretrained_model_name_or_path: the flow pipeline whose "
-         "samples it trains on"),
-        (reflow and pipeline and other_type, f"--reflow_pairs with --prediction_type {args.prediction_type}: reflow "
-         "is flow matching; drop --prediction_type"),
-        (reflow and pipeline and not other_type and _scheduler_class(pipeline) != FLOW, f"--reflow_pairs: "
-         f"--pretrained_model_name_or_path {pipeline} is not a flow-matching pipeline (its scheduler is no "
-         f"{FLOW}); reflow a model trained with --prediction_type flow"))
-    problems += found + _output_problems(args, run_marks(Path(args.output_dir).expanduser()),
-                                         ", --overwrite_output_dir to replace it") + _resume_problems(args, unet)
+    problems += found + _data_problems(args) + _output_problems(args, run_marks(Path(args.output_dir).expanduser()),
+                                                                ", --overwrite_output_dir to replace it")
+    problems += _resume_problems(args, unet)
     if args.push_to_hub:  # a token, online, a repo id it may write; in a multi-process run the first process asks
         try:
             args.hub_model_id = check_push_access(args.hub_model_id, Path(args.output_dir).resolve().name,
@@ -221,6 +193,43 @@ def unconditional(parser: Parser, argv: list[str] | None = None) -> tuple[argpar
             problems.append(f"--push_to_hub: {err}; or train now without --push_to_hub and upload the saved folder "
                             "later with chapter 4's course_utils.hub.upload_pipeline")
     return args, errors(problems)
+
+
+def _data_problems(args: argparse.Namespace) -> list[str]:
+    """The download cache, then where the images come from: a folder or a dataset (the first problem only), or,
+    for reflow, the flow pipeline that makes them."""
+    from .hub import repo_id_problem
+    from .imagefolder import IMAGE_EXTENSIONS
+
+    name, pipeline, folder = args.dataset_name, args.pretrained_model_name_or_path, Path(args.train_data_dir or ".")
+    problems = failing((args.cache_dir and Path(args.cache_dir).is_file(), f"--cache_dir {args.cache_dir}: a file, "
+                        "not a folder; pass a folder for downloads"))
+    if args.reflow_pairs is not None:
+        other = "prediction_type" in args.given_flags and args.prediction_type != "flow"
+        return problems + failing(
+            (not pipeline, "--reflow_pairs needs --pretrained_model_name_or_path: the flow pipeline whose samples it "
+             "trains on"),
+            (pipeline and other, f"--reflow_pairs with --prediction_type {args.prediction_type}: reflow is flow "
+             "matching; drop --prediction_type"),
+            (pipeline and not other and _scheduler_class(pipeline) != FLOW, f"--reflow_pairs: "
+             f"--pretrained_model_name_or_path {pipeline} is not a flow-matching pipeline (its scheduler is no "
+             f"{FLOW}); reflow a model trained with --prediction_type flow"))
+    local = name is None and args.train_data_dir is not None
+    return problems + failing(
+        (name is None and args.train_data_dir is None, "give --train_data_dir (a folder of images) or --dataset_name "
+         "(a Hub dataset)"),
+        (name is not None and not Path(name).exists() and repo_id_problem(name), f"--dataset_name {name!r}: neither "
+         "a local path nor a Hub dataset id (like huggan/smithsonian_butterflies_subset); check the name"),
+        (local and not folder.exists(), f"--train_data_dir {folder}: no such folder; check the path (relative paths "
+         f"start in {Path.cwd()})"),
+        (local and not folder.is_dir(), f"--train_data_dir {folder}: a file, not a folder; pass the folder that holds "
+         "the images"),
+        (local and folder.is_dir() and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.rglob("*")),
+         f"--train_data_dir {folder}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in it or its "
+         "sub-folders; put your images there"),
+        (local and args.class_conditional and folder.is_dir() and not any(p.is_dir() for p in folder.iterdir()),
+         f"--class_conditional needs labelled images: put each class of --train_data_dir {folder} in its own "
+         "sub-folder (e.g. 0/, 1/, ...)"))[:1]
 
 
 class Problem(Exception):
