@@ -558,3 +558,63 @@ def test_reflow_of_a_flow_pipeline_passes_the_checks(tmp_path):
                     "--resolution", "28", "--output_dir", str(tmp_path / "out")) == []
     assert problems("--train_data_dir", "x", "--reflow_steps", "4")[0].startswith(
         "error: --reflow_steps only means something with --reflow_pairs")
+
+
+# ---- What the refactored checks guard beyond the cases above ----------------------------------------------------
+
+
+def test_text_to_image_resumes_neither_a_finished_vae_stage_nor_a_checkpoint_of_another_script(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints-vae" / "checkpoint-1").mkdir(parents=True)
+    (run / "checkpoints-vae" / "checkpoint-1" / "course_step.json").write_text('{"step": 1}')
+    (run / "vae").mkdir()
+    (run / "vae" / "config.json").write_text("{}")
+    (run / "checkpoint-9").mkdir()
+
+    def found(checkpoint: Path) -> list[str]:
+        return train_checks.text_to_image(train_text_to_image.build_parser(), [
+            "--output_dir", str(run), "--resume_from_checkpoint", str(checkpoint)])[1]
+
+    assert found(run / "checkpoints-vae" / "checkpoint-1") == [
+        f"error: --resume_from_checkpoint {run}/checkpoints-vae/checkpoint-1: the VAE stage has finished ({run}/vae); "
+        "resuming it would retrain the VAE and lose stage 2: pass latest"]
+    assert found(run / "checkpoint-9") == [
+        f"error: --resume_from_checkpoint {run}/checkpoint-9: not a checkpoint of this script (want "
+        f"{run}/checkpoints-vae/checkpoint-N or {run}/checkpoints-unet/checkpoint-N, or latest)"]
+
+
+def test_controlnet_resumes_only_a_checkpoint_of_its_own_run(tmp_path):
+    base = tmp_path / "base"
+    (base / "unet").mkdir(parents=True)
+    (base / "model_index.json").write_text("{}")
+    (base / "unet" / "config.json").write_text("{}")
+    for name in ("mine", "other"):
+        (tmp_path / name / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+        (tmp_path / name / "checkpoints" / "checkpoint-5" / "course_step.json").write_text('{"step": 5}')
+
+    def found(*flags: str) -> list[str]:
+        return train_checks.controlnet(train_controlnet.build_parser(), [
+            "--output_dir", str(tmp_path / "mine"), "--pretrained_model_name_or_path", str(base), *flags])[1]
+
+    assert found("--resume_from_checkpoint", "latest") == []
+    assert found("--resume_from_checkpoint", str(tmp_path / "mine" / "checkpoints" / "checkpoint-5")) == []
+    assert found("--resume_from_checkpoint", str(tmp_path / "other" / "checkpoints" / "checkpoint-5"))[0].startswith(
+        f"error: --resume_from_checkpoint {tmp_path}/other/checkpoints/checkpoint-5: belongs to another run")
+    assert found()[0].startswith(f"error: --output_dir {tmp_path / 'mine'}: holds another run (checkpoints)")
+
+
+@pytest.mark.parametrize("flag", ["--model_config_name_or_path", "--cache_dir"])
+def test_overwrite_never_deletes_a_folder_the_run_reads(flag, images, tmp_path):
+    run = tmp_path / "run"
+    config = write_config(run / "tiny")
+    value = str(config) if flag == "--model_config_name_or_path" else str(run / "tiny")
+    found = problems("--train_data_dir", str(images), "--output_dir", str(run), "--resolution", "16",
+                     "--overwrite_output_dir", flag, value)
+    assert found == [f"error: --output_dir {run} --overwrite_output_dir would delete {run.resolve()}, which holds "
+                     f"{flag} ({Path(value).resolve()}); choose a folder of its own"], found
+
+
+def test_reflow_with_another_prediction_type_is_named_even_when_the_pipeline_cannot_be_read(tmp_path):
+    found = problems("--reflow_pairs", "8", "--output_dir", str(tmp_path / "out"), "--pretrained_model_name_or_path",
+                     str(tmp_path / "missing-pipeline"), "--prediction_type", "v_prediction")
+    assert any(line.startswith("error: --reflow_pairs with --prediction_type v_prediction") for line in found), found
