@@ -232,6 +232,9 @@ def _data_problems(args: argparse.Namespace) -> list[str]:
          "sub-folder (e.g. 0/, 1/, ...)"))[:1]
 
 
+# ---- train_unconditional's model, read from config files without building it -----------------------------------
+
+
 class Problem(Exception):
     """One problem with a flag, as the line the checks report."""
 
@@ -291,9 +294,8 @@ def _model_problems(args: argparse.Namespace) -> tuple[dict | None, list[str]]:
             raise Problem("--pretrained_model_name_or_path and --model_config_name_or_path: give one (the "
                           "pretrained pipeline's UNet already has its config)")
         if pretrained:
-            source, (config, scheduler) = f"--pretrained_model_name_or_path {pretrained}", pretrained_configs(
-                pretrained)
-            problems = _scheduler_problems(args, scheduler or {}, source)
+            config, scheduler = pretrained_configs(pretrained)
+            source, problems = f"--pretrained_model_name_or_path {pretrained}", _scheduler_problems(args, scheduler)
         elif config_path:
             source = f"--model_config_name_or_path {config_path}"
             if (Path(config_path) / "model_index.json").is_file() and not (Path(config_path) / "config.json").is_file():
@@ -343,8 +345,9 @@ def _model_problems(args: argparse.Namespace) -> tuple[dict | None, list[str]]:
     return (None if problems else config), problems
 
 
-def _scheduler_problems(args: argparse.Namespace, scheduler: dict, source: str) -> list[str]:
+def _scheduler_problems(args: argparse.Namespace, scheduler: dict | None) -> list[str]:
     """Noise-schedule flags typed with a pretrained pipeline must agree with the scheduler it was trained with."""
+    source, scheduler = f"--pretrained_model_name_or_path {args.pretrained_model_name_or_path}", scheduler or {}
     levels, wanted = scheduler.get("num_train_timesteps", 1000), args.ddpm_num_inference_steps
     return [f"--{flag} {getattr(args, flag)} but {source} was trained with {key}={scheduler[key]}: drop --{flag} "
             "to keep the pipeline's" for flag, key in (("ddpm_num_steps", "num_train_timesteps"),
@@ -358,6 +361,7 @@ def _scheduler_problems(args: argparse.Namespace, scheduler: dict, source: str) 
 
 
 def _scheduler_class(pipeline: str) -> str:
+    """The class of a pipeline's scheduler (a flow-matching one when it names none)."""
     try:
         return (pretrained_configs(pipeline)[1] or {}).get("_class_name", FLOW)
     except Problem:  # reported with the model
