@@ -38,6 +38,9 @@ def check_args(args: argparse.Namespace, parser: Parser) -> list[str]:
         problems.append(f"--card {args.card} with --retrain {args.retrain}: give one; --retrain already scores the "
                         "new pipeline and writes its card")
     name = args.retrain or args.card
+    if args.resume and args.retrain in NAMES and RECIPES[args.retrain].distilled_from:
+        problems.append(f"--resume with --retrain {args.retrain}: its distillation keeps no checkpoints (one process, "
+                        "minutes); run it again without --resume")
     if name not in NAMES:  # not a shipped name: already reported by the parse
         return errors(problems)
     shipped = args.out is None or args.out.expanduser().resolve() == path(name)

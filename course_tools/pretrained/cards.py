@@ -20,6 +20,12 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 READERS = {"digits": "digit classifier", "butterflies": "butterfly reader", "clips": "sound reader"}
 
 
+def cpu_device() -> str:
+    """The CPU as a record names it, with the threads torch uses: "CPU (1 thread)", "CPU (2 threads)"."""
+    n = torch.get_num_threads()
+    return f"CPU ({n} thread{'s' * (n > 1)})"
+
+
 def template(name: str) -> str:
     """The text of the card template ``templates/<name>.md``."""
     return (TEMPLATES / f"{name}.md").read_text(encoding="utf-8")
@@ -42,9 +48,11 @@ def evaluate(name: str, folder: Path | None = None, n: int = 200, steps: int = 5
     start = time.perf_counter()
     rows = {"digits": _digit_rows, "clips": _sound_rows, "butterflies": _butterfly_rows}[recipe.data](
         recipe, pipeline, noise, n, steps, seed)
-    sampler = "Euler (FlowMatchEulerDiscreteScheduler)" if recipe.prediction_type == "flow" else f"DDIM, {steps} steps"
+    sampler = ("Euler (FlowMatchEulerDiscreteScheduler)" if recipe.prediction_type == "flow" else
+               "each row's sampler (trailing timesteps)" if recipe.distilled_from else
+               f"DDIM, {steps} steps")
     return dict(n=n, sampler=f"{sampler}, seed {seed}", rows=rows, seconds=round(time.perf_counter() - start),
-                device=f"CPU ({torch.get_num_threads()} threads)", date=str(date.today()))
+                device=cpu_device(), date=str(date.today()))
 
 
 def _digit_rows(recipe: Recipe, pipeline, noise: torch.Tensor, n: int, steps: int, seed: int) -> dict[str, dict]:
@@ -61,6 +69,29 @@ def _digit_rows(recipe: Recipe, pipeline, noise: torch.Tensor, n: int, steps: in
             with torch.no_grad():
                 asked = float((scorer.model(x).argmax(1) == labels).float().mean())
             rows[f"samples, guidance scale {scale:g}"] = {**scorer.score(x), "digit asked for": asked}
+    elif recipe.distilled_from:  # its goal is few steps: every few-step sampler of the course, at 1, 2, 4, 8
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+        from course_utils.pretrained import load
+        from course_utils.sampling import sample_ddpm
+
+        teacher, reflow = load(recipe.distilled_from), load("digits-28-reflow")  # reflow: chapter 12's few-step model
+        trailing = dict(timestep_spacing="trailing")  # the first step starts from pure noise, as LCM's does
+        samplers = {"this pipeline, LCMScheduler": (pipeline.unet, pipeline.scheduler),
+                    f"{recipe.distilled_from}, DDIM": (teacher.unet, DDIMScheduler.from_config(
+                        teacher.scheduler.config, **trailing)),
+                    f"{recipe.distilled_from}, DPM-Solver++": (teacher.unet, DPMSolverMultistepScheduler.from_config(
+                        teacher.scheduler.config, **trailing)),
+                    "digits-28-reflow, Euler": (reflow.unet, reflow.scheduler)}
+        for label, (unet, scheduler) in samplers.items():
+            for k in (1, 2, 4, 8, steps) if "DDIM" in label else (1, 2, 4, 8):
+                x = (sample_ddpm(unet, scheduler, n, k, seed=seed) + 1) / 2
+                row = rows[f"{label}, {k} step{'s' * (k > 1)}"] = {**scorer.score(x),
+                                                                   "Frechet spread": scorer.frechet_spread(x)}
+                if "LCM" in label or k == steps:  # how the samples spread over the ten digits (diversity)
+                    with torch.no_grad():
+                        read = scorer.model(x)[:, :10].argmax(1)
+                    row["digits read"] = {d: int((read == d).sum()) for d in range(10)}
     elif recipe.prediction_type == "flow":  # its goal is few steps: 4 as well as the card's usual count
         for k in (steps, 4):
             rows[f"samples (Euler, {k} steps)"] = scorer.score(ddim_samples(pipeline, n, k, seed))
@@ -134,7 +165,7 @@ def evaluate_text_to_image(pipeline, n: int = 200, steps: int = 50, scales: tupl
                                                                                          steps, seed))
     rows["uniform noise"] = row(torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
     return dict(n=n, sampler=f"DDIM, {steps} steps, seed {seed}", rows=rows, seconds=round(time.perf_counter() - start),
-                device=f"CPU ({torch.get_num_threads()} threads)", date=str(date.today()))
+                device=cpu_device(), date=str(date.today()))
 
 
 # ---- Samples pictures --------------------------------------------------------------------------------------
@@ -149,6 +180,15 @@ def spectrogram_grid(folder: Path, n: int = 16, seed: int = 0):
     x = pipeline.generate(n, torch.Generator().manual_seed(seed))
     titles = [f"{root} {mode}, {timbre}" for root, mode, timbre in metrics.train_sound_scorer().read(x)]
     return plot_spectrograms(x, titles, spec=pipeline.mel)
+
+
+def steps_grid(folder: Path, per_row: int = 12, seed: int = 0) -> Image.Image:
+    """A consistency pipeline's samples at 1, 2, 4 and 8 steps, one row each, from the same starting noise."""
+    from course_utils.viz import show_images
+
+    pipeline = DDPMPipeline.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
+    x = torch.cat([ddim_samples(pipeline, per_row, k, seed) for k in (1, 2, 4, 8)])
+    return show_images(x, nrow=per_row, value_range=(0, 1), min_width=per_row * 56)
 
 
 def sample_grid_by_wing(pipeline, guidance_scale: float = 5.0, per_row: int = 8, steps: int = 50) -> Image.Image:
@@ -188,6 +228,12 @@ def card_text(name: str, record: dict, scores: dict) -> str:
                              pipeline_class="StableDiffusionPipeline",
                              prompt="a blue butterfly on a yellow background")
         return str(card)
+    if recipe.distilled_from:
+        description = template("consistency").format(
+            **shared, description=recipe.description, teacher=recipe.distilled_from, final_loss=record["final_loss"],
+            parameters=record["parameters"], settings=", ".join(f"{k} {v}" for k, v in recipe.distil.items()))
+        return str(pipeline_card(f"course_utils/pretrained/{name}", description, arguments="num_inference_steps=2",
+                                 tags=("pytorch", "diffusers", *recipe.tags, "diffusion-models-class")))
     notes = [template(note) for note, wanted in (("conditional", recipe.conditional),
                                                  ("flow", recipe.prediction_type == "flow"),
                                                  ("audio", recipe.data == "clips")) if wanted]
@@ -283,6 +329,9 @@ def write_card(name: str, folder: Path | None = None) -> Path:
         if RECIPES[name].data == "clips":
             with atomic_file(folder / "samples.png") as tmp:
                 spectrogram_grid(folder).savefig(tmp, dpi=100, format="png")
+        if RECIPES[name].distilled_from:
+            with atomic_file(folder / "samples.png") as tmp:
+                steps_grid(folder).save(tmp, format="PNG")
     write_text_atomic(folder / "scores.json", json.dumps(scores, indent=1))
     write_text_atomic(folder / "README.md", card_text(name, record, scores))
     return folder / "README.md"

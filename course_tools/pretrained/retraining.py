@@ -76,6 +76,8 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
     recipe = RECIPES[name]
     if recipe.text_to_image:
         return retrain_text_to_image(name, steps, work_dir, out, resume, card, extra_args)
+    if recipe.distilled_from:
+        return retrain_consistency(name, steps, out, card)
     steps = steps or recipe.steps
     work_dir = Path(work_dir or data_dir() / "pretrained-runs")
     run_dir = work_dir / name
@@ -97,7 +99,9 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
         resumed = dict(resumed_at_step=earlier[0], seconds_before_resuming=round(earlier[1], 1))
         seconds += earlier[1]
     losses = read_losses(run_dir / "logs")
-    device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    from .cards import cpu_device
+
+    device = torch.cuda.get_device_name() if cuda else cpu_device()
     out = Path(out or path(name))
     shown = {images: images.name, run_dir: "run"}  # this machine's folders, written <name> in the record
     if recipe.reflow_of:
@@ -167,6 +171,56 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
             seconds=round(sum(log["seconds"].values()), 1), stage_seconds=log["seconds"], device=log["device"],
             torch=log["torch"], date=log["date"], parameters=log["parameters"], losses=log["losses"],
             training_images=int(log["args"]["num_images"]), description=RECIPES[name].description,
+        )
+        (tmp / "training.json").write_text(json.dumps(record, indent=1))
+    if card:
+        from .cards import write_card
+
+        write_card(name, out)
+    return out
+
+
+def retrain_consistency(name: str, steps: int | None = None, out: Path | None = None, card: bool = True) -> Path:
+    """``retrain`` for a consistency model: ``course_utils.consistency.distil`` of the shipped teacher on the
+    course's digits (one process, no checkpoints), then fp16 weights with an ``LCMScheduler`` and ``training.json``
+    into ``out`` (and the scored card with ``card``)."""
+    from course_utils.consistency import distil, lcm_scheduler
+    from course_utils.data import digits_28
+    from course_utils.files import atomic_folder
+    from course_utils.pretrained import load
+
+    from .cards import cpu_device
+
+    recipe = RECIPES[name]
+    steps = steps or recipe.steps
+    teacher = load(recipe.distilled_from)
+    config = dict(teacher.scheduler.config)
+    images = digits_28("train").tensors[0] * 2 - 1  # [-1, 1], as the teacher was trained
+    logged: list[list[float]] = []
+
+    def report(step: int, loss: float, seconds: float) -> None:
+        if step % 50 == 0 or step == steps:
+            logged.append([step, round(loss, 6)])
+            print(f"step {step}/{steps}: loss {loss:.5f}, {seconds / 60:.1f} min", flush=True)
+
+    start = time.perf_counter()
+    student, losses = distil(teacher.unet, config, images, steps, **recipe.distil, report=report)
+    seconds = time.perf_counter() - start
+    settings = ", ".join(f"{k}={v!r}" for k, v in recipe.distil.items())
+    out = Path(out or path(name))
+    with atomic_folder(out, replace=True) as tmp:
+        pipeline = DDPMPipeline(unet=student.to(torch.float16), scheduler=lcm_scheduler(config, recipe.distil["skip"]))
+        pipeline.save_pretrained(tmp, safe_serialization=True)
+        record = dict(
+            name=name, command=f"python -m course_tools.pretrained --retrain {name}" + _where(out, name),
+            script_command=f"course_utils.consistency.distil(<{recipe.distilled_from}>.unet, <its scheduler config>, "
+                           f"digits_28('train') in [-1, 1], steps={steps}, {settings})",
+            steps=steps, seconds=round(seconds, 1), torch=torch.__version__,
+            device=torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_device(),
+            date=str(date.today()), parameters=sum(p.numel() for p in pipeline.unet.parameters()),
+            final_loss=round(sum(losses[-50:]) / len(losses[-50:]), 6), losses=logged,
+            description=recipe.description, training_images=len(images), teacher=recipe.distilled_from,
+            distil=recipe.distil,
         )
         (tmp / "training.json").write_text(json.dumps(record, indent=1))
     if card:
