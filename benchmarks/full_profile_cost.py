@@ -213,8 +213,8 @@ def _model_builders(s: dict[str, dict]) -> dict[str, Callable[[], tuple[nn.Modul
         "Stable Diffusion 1.5 U-Net": _sd15,
         "audio-diffusion 256 U-Net": _audio_256,
     }
-    for name in ("digits-28", "digits-28-conditional", "digits-28-flow", "digits-28-reflow", "butterflies-32",
-                 "audio-arpeggios-32"):
+    for name in ("digits-28", "digits-28-conditional", "digits-28-flow", "digits-28-reflow", "digits-28-lcm",
+                 "butterflies-32", "audio-arpeggios-32"):
         builders[name] = _shipped(name)
     return builders
 
@@ -330,6 +330,13 @@ def chapters(s: dict[str, dict], online: bool) -> list[Chapter]:
              c["n_score"]),
         *[Work(name, calls=sum(c["shipped_steps"]) * (2 if name == "digits-28" else 1), per_call=c["shipped_n"])
           for name in ("digits-28", "digits-28-flow", "digits-28-reflow")]]))
+
+    c = s["ch14"]
+    steps = c["distil_steps"] + 4  # the learner's run, and two steps each of the hand loop and the helper (checked)
+    out.append(Chapter("14_consistency_distillation", [  # the student trains; the teacher and the target only look
+        Work("digits-28", trained=steps * c["batch_size"], steps=steps, calls=2 * steps, per_call=c["batch_size"]),
+        Work("digits-28", calls=1 + 2 + 50 + 2 * sum(c["steps_list"]), per_call=max(c["n_show"], c["n_score"])),
+        Work("digits-28-lcm", calls=2 + 1 + 2 + 4 + 8, per_call=c["n_show"])]))
     return out
 
 

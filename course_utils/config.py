@@ -172,7 +172,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
     "ch14": {
         "small": dict(distil_steps=2, batch_size=8, lr=1e-4, ema=0.95, skip=20, n_score=16, steps_list=(1, 2),
                       n_show=8),
-        "cpu": dict(distil_steps=60, batch_size=32, lr=1e-4, ema=0.95, skip=20, n_score=100, steps_list=(1, 2, 4),
+        "cpu": dict(distil_steps=100, batch_size=32, lr=1e-4, ema=0.95, skip=20, n_score=100, steps_list=(1, 2, 4),
                     n_show=12),
         "full": dict(distil_steps=500, batch_size=32, lr=1e-4, ema=0.95, skip=20, n_score=200,
                      steps_list=(1, 2, 4, 8), n_show=12),
