@@ -4,7 +4,8 @@
     python benchmarks/consistency_distill.py --steps 20 --n 32    # a smoke run, end to end
     python benchmarks/consistency_distill.py --loss huber --skip 40 --tag huber-skip40
 
-The algorithm, written out as Latent Consistency Models (Luo et al., 2023) distil a teacher, on pixels:
+The algorithm (``course_utils.consistency``; chapter 14 writes it out), as Latent Consistency Models (Luo et al., 2023)
+distil a teacher, on pixels:
 
 - the consistency function ``f(x, t) = c_skip(t) x + c_out(t) x0(x, t)``, with LCM's boundary scalings
   (``sigma_data`` 0.5, ``timestep_scaling`` 10, as ``LCMScheduler.get_scalings_for_boundary_condition_discrete``):
@@ -26,7 +27,6 @@ and a sample grid to ``build/consistency/``.
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import os
 import platform
@@ -37,11 +37,21 @@ from pathlib import Path
 import diffusers
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMPipeline, DPMSolverMultistepScheduler, LCMScheduler
 
 from course_utils import pretrained
 from course_utils.cli import AT_LEAST_1, FLOAT, INT, POSITIVE, Parser, errors, exit_on_problems, parse, rules
+from course_utils.consistency import (
+    HUBER_C,
+    SIGMA_DATA,
+    TIMESTEP_SCALING,
+    boundary_scalings,
+    consistency,
+    distil_step,
+    ema_update,
+    lcm_scheduler,
+    x0_and_noise,
+)
 from course_utils.data import digits_28
 from course_utils.files import save_pipeline, write_text_atomic
 from course_utils.metrics import quality_by_steps, train_digit_scorer
@@ -50,41 +60,11 @@ from course_utils.sampling import sample_ddpm
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PICTURES = ROOT / "build" / "consistency"
-SIGMA_DATA, TIMESTEP_SCALING = 0.5, 10.0  # LCM's boundary scalings (LCMScheduler's defaults)
-HUBER_C = 0.001  # LCM's pseudo-Huber constant (train_lcm_distill_sd_wds.py's --huber_c default)
 SAMPLE_STEPS = (1, 2, 4, 8)
 SAMPLER_TOLERANCE = 1e-5  # hand-written sampler vs LCMScheduler, largest absolute difference in [-1, 1] pixels
 
 
-# --- The consistency function and the teacher's ODE step, written out ------------------------------------------
-
-
-def boundary_scalings(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """LCM's c_skip(t) and c_out(t): c_skip = s^2 / ((10 t)^2 + s^2), c_out = 10 t / sqrt((10 t)^2 + s^2)."""
-    scaled = TIMESTEP_SCALING * t.float()
-    c_skip = SIGMA_DATA**2 / (scaled**2 + SIGMA_DATA**2)
-    c_out = scaled / (scaled**2 + SIGMA_DATA**2) ** 0.5
-    return c_skip.view(-1, 1, 1, 1), c_out.view(-1, 1, 1, 1)
-
-
-def x0_and_noise(output: torch.Tensor, x: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
-                 prediction_type: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The clean image and the noise a U-Net's output at (x, t) implies, for its target (v or epsilon)."""
-    a = alphas_cumprod[t].sqrt().view(-1, 1, 1, 1)
-    s = (1 - alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1)
-    if prediction_type == "v_prediction":  # v = a * noise - s * x0
-        return a * x - s * output, a * output + s * x
-    if prediction_type == "epsilon":
-        return (x - s * output) / a, output
-    raise ValueError(f"prediction_type {prediction_type!r}: this script distils a v- or epsilon-prediction U-Net")
-
-
-def consistency(unet, x: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor, prediction_type: str,
-                clip: bool = False) -> torch.Tensor:
-    """f(x, t) = c_skip(t) x + c_out(t) x0(x, t): the U-Net's clean-image estimate, pinned to x itself at t = 0."""
-    x0, _ = x0_and_noise(unet(x, t).sample, x, t, alphas_cumprod, prediction_type)
-    c_skip, c_out = boundary_scalings(t)
-    return c_skip * x + c_out * (x0.clamp(-1, 1) if clip else x0)
+# --- The pieces are course_utils.consistency's (chapter 14 writes them out) --------------------------------------
 
 
 def ddim_step(x0: torch.Tensor, noise: torch.Tensor, t_prev: torch.Tensor,
@@ -92,33 +72,6 @@ def ddim_step(x0: torch.Tensor, noise: torch.Tensor, t_prev: torch.Tensor,
     """One deterministic DDIM step (eta 0): put the predicted x0 back at noise level t_prev with the predicted noise."""
     a_prev = alphas_cumprod[t_prev].view(-1, 1, 1, 1)
     return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * noise
-
-
-def distil_step(student, target, teacher, images: torch.Tensor, grid: torch.Tensor, skip: int,
-                alphas_cumprod: torch.Tensor, prediction_type: str, loss: str,
-                generator: torch.Generator) -> torch.Tensor:
-    """One consistency-distillation loss on a batch of clean images in [-1, 1] (LCM's training step, no guidance)."""
-    n = len(images)
-    t_next = grid[torch.randint(0, len(grid), (n,), generator=generator)]  # t_{n+1} on the teacher's grid
-    t_prev = (t_next - skip).clamp(min=0)  # t_n, one teacher step earlier (19 -> 0)
-    noise = torch.randn(images.shape, generator=generator)
-    a = alphas_cumprod[t_next].view(-1, 1, 1, 1)
-    x_next = a.sqrt() * images + (1 - a).sqrt() * noise  # the forward process at t_{n+1}
-    prediction = consistency(student, x_next, t_next, alphas_cumprod, prediction_type)
-    with torch.no_grad():
-        x0, eps = x0_and_noise(teacher(x_next, t_next).sample, x_next, t_next, alphas_cumprod, prediction_type)
-        x_prev = ddim_step(x0, eps, t_prev, alphas_cumprod)  # the teacher's ODE step
-        aim = consistency(target, x_prev, t_prev, alphas_cumprod, prediction_type)
-    if loss == "huber":
-        return ((prediction - aim) ** 2 + HUBER_C**2).sqrt().sub(HUBER_C).mean()
-    return F.mse_loss(prediction, aim)
-
-
-@torch.no_grad()
-def ema_update(target, student, decay: float) -> None:
-    """target <- decay * target + (1 - decay) * student, parameter by parameter."""
-    for p_target, p_student in zip(target.parameters(), student.parameters(), strict=True):
-        p_target.lerp_(p_student, 1 - decay)
 
 
 # --- Multistep consistency sampling, written out ---------------------------------------------------------------
@@ -145,22 +98,12 @@ def sample_consistency(unet, scheduler: LCMScheduler, n: int, steps: int, seed: 
     return x.clamp(-1, 1)
 
 
-def make_lcm_scheduler(config: dict, prediction_type: str, skip: int) -> LCMScheduler:
-    """diffusers' LCMScheduler from the teacher's scheduler config (the keys LCMScheduler takes), on its grid."""
-    accepted = set(inspect.signature(LCMScheduler.__init__).parameters)
-    kept = {k: v for k, v in config.items() if k in accepted}
-    # LCMScheduler.set_timesteps does not read timestep_spacing (its grid is always skip * i - 1, ending at 999);
-    # "trailing" names that grid.
-    return LCMScheduler(**{**kept, "prediction_type": prediction_type, "timestep_spacing": "trailing",
-                           "original_inference_steps": config["num_train_timesteps"] // skip})
-
-
 # --- Checks, training, scoring -----------------------------------------------------------------------------------
 
 
 def check_pieces(teacher, config: dict, skip: int) -> dict:
     """Assert the written-out pieces against diffusers' on a seed; return what was checked."""
-    lcm = make_lcm_scheduler(config, config["prediction_type"], skip)
+    lcm = lcm_scheduler(config, skip)
     ac = lcm.alphas_cumprod
     smallest = torch.tensor([0])
     c_skip, c_out = boundary_scalings(smallest)
@@ -218,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = dict(ddpm.scheduler.config)
     prediction_type = config["prediction_type"]
     checks = check_pieces(ddpm.unet, config, args.skip)
-    lcm = make_lcm_scheduler(config, prediction_type, args.skip)
+    lcm = lcm_scheduler(config, args.skip)
     ac = lcm.alphas_cumprod
     grid = torch.arange(1, config["num_train_timesteps"] // args.skip + 1) * args.skip - 1
 
@@ -247,8 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
             order, position = torch.randperm(len(images), generator=generator), 0
         batch = images[order[position: position + args.batch]]
         position += args.batch
-        loss = distil_step(student, target, teacher, batch, grid, args.skip, ac, prediction_type, args.loss,
-                           generator)
+        loss = distil_step(student, target, teacher, batch, args.skip, ac, prediction_type, generator, args.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
