@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
                 BASE_GUIDANCE),
             "base, LCMScheduler, no LoRA, guidance 1": score(lcm, (1, 2, 4), 1.0),
             f"base, LCMScheduler, no LoRA, guidance {BASE_GUIDANCE:g}": score(lcm, (1, 2, 4), BASE_GUIDANCE)}
-    before_lora = {k: tiny_sd.generate(pipe, prompts[:12], BASE_GUIDANCE, k, seed=0) for k in (2, 4, 50)}
+    before_lora = {f"base, DDIM {k} steps, guidance {BASE_GUIDANCE:g}": tiny_sd.generate(
+        pipe, prompts[:12], BASE_GUIDANCE, k, seed=0) for k in (2, 4, 50)}
+    before_lora["base, LCMScheduler without LoRA, 2 steps, guidance 1"] = tiny_sd.generate(lcm, prompts[:12], 1.0, 2)
 
     progress, scoring = [], [0.0]  # seconds spent scoring during training (not training time)
 
@@ -202,14 +204,15 @@ def table(result: dict) -> str:
 
 
 def picture(tag: str, base: dict, lora: dict, prompts: list[str]) -> None:
-    """A row per sampler (base DDIM 2/4/50 steps, LCM-LoRA 1/2/4 steps), the same 12 prompts and seed."""
+    """A row per sampler (base DDIM 2/4/50 steps, base LCMScheduler, LCM-LoRA 1/2/4 steps), the same 12 prompts
+    and seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     PICTURES.mkdir(parents=True, exist_ok=True)
-    rows = [(f"base, DDIM {k} steps, guidance {BASE_GUIDANCE:g}", x) for k, x in base.items()]
+    rows = list(base.items())
     rows += [(f"LCM-LoRA, {k} step{'s' * (k > 1)}, guidance 1", x) for k, x in lora.items()]
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.2 * len(rows)))
     for ax, (label, x) in zip(axes, rows, strict=True):
