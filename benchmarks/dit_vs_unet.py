@@ -328,9 +328,9 @@ def main(argv: list[str] | None = None) -> dict:
               f"loss over the last tenth {runs[key]['final_loss']:.4f}", flush=True)
 
     # The written-out guided sampler against the course's, on a seed, for both models.
-    check_labels = torch.arange(CLASSES)
-    sampler_diff = max(float((sample_guided_euler(m, check_labels, 4, 2.0, seed=1)
-                              - sample_with_guidance(m, FlowMatchEulerDiscreteScheduler(), 4, check_labels, 2.0,
+    check_labels = torch.arange(5)
+    sampler_diff = max(float((sample_guided_euler(m, check_labels, 3, 2.0, seed=1)
+                              - sample_with_guidance(m, FlowMatchEulerDiscreteScheduler(), 3, check_labels, 2.0,
                                                      seed=1)).abs().max()) for m in models.values())
     assert sampler_diff <= SAMPLER_TOLERANCE, f"written-out guided Euler = sample_with_guidance ({sampler_diff:.2e})"
 

@@ -16,7 +16,7 @@ import dit_vs_unet  # noqa: E402
 def test_a_smoke_run_writes_both_models_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(dit_vs_unet, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(dit_vs_unet, "PICTURES", tmp_path / "pictures")
-    result = dit_vs_unet.main(["--minutes", "0.03", "--n", "20", "--batch", "8", "--steps", "2", "--sizes", "28",
+    result = dit_vs_unet.main(["--minutes", "0.02", "--n", "20", "--batch", "8", "--steps", "2", "--sizes", "28",
                                "--patches", "4", "--speed_steps", "1", "--tag", "smoke"])
     record = json.loads(next((tmp_path / "results").glob("dit_vs_unet-smoke-*.json")).read_text())
     assert set(record["models"]) == set(record["rows"]) == {"dit", "unet"}
