@@ -171,11 +171,11 @@ SETTINGS: dict[str, dict[str, dict]] = {
     # digits-28-lcm carries the long run), its few-step samples scored against the teacher's DDIM.
     "ch14": {
         "small": dict(distil_steps=2, batch_size=8, lr=1e-4, ema=0.95, skip=20, n_score=16, steps_list=(1, 2),
-                      n_show=8),
+                      n_show=8, lora_steps=2, lora_images=32, n_lora=8),
         "cpu": dict(distil_steps=100, batch_size=32, lr=1e-4, ema=0.95, skip=20, n_score=100, steps_list=(1, 2, 4),
-                    n_show=12),
+                    n_show=12, lora_steps=60, lora_images=512, n_lora=100),
         "full": dict(distil_steps=500, batch_size=32, lr=1e-4, ema=0.95, skip=20, n_score=200,
-                     steps_list=(1, 2, 4, 8), n_show=12),
+                     steps_list=(1, 2, 4, 8), n_show=12, lora_steps=600, lora_images=2000, n_lora=200),
     },
     # Chapter 10: synthesised arpeggios as 32x32 mel spectrograms; a U-Net trained on them, the shipped
     # audio-arpeggios-32, fine-tuned on minor arpeggios. full also loads the book's Hub pipeline and GTZAN (online).

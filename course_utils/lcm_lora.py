@@ -38,7 +38,7 @@ def teacher_step(unet, x: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, t
     both = unet(torch.cat([x, x]), torch.cat([t, t]), encoder_hidden_states=torch.cat([text, uncond])).sample
     x0_cond, eps_cond = x0_and_noise(both[: len(x)], x, t, alphas_cumprod, prediction_type)
     x0_uncond, eps_uncond = x0_and_noise(both[len(x):], x, t, alphas_cumprod, prediction_type)
-    s = torch.as_tensor(scale, dtype=x.dtype).reshape(-1, 1, 1, 1)
+    s = torch.as_tensor(scale, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
     x0, eps = x0_uncond + s * (x0_cond - x0_uncond), eps_uncond + s * (eps_cond - eps_uncond)
     a_prev = alphas_cumprod[t_prev].view(-1, 1, 1, 1)
     return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
