@@ -208,6 +208,7 @@ def test_retraining_the_consistency_model_distils_the_shipped_teacher(tmp_path):
     record = json.loads((out / "training.json").read_text())
     assert record["steps"] == 2 and record["teacher"] == "digits-28" and len(record["losses"]) == 1, record
     assert "course_utils.consistency.distil(<digits-28>.unet" in record["script_command"], record["script_command"]
+    assert not [c for c in out.glob("*/config.json") if "_name_or_path" in c.read_text()], "no local path saved"
     from diffusers import DDPMPipeline, LCMScheduler
 
     scheduler = DDPMPipeline.from_pretrained(out).scheduler

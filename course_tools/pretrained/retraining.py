@@ -186,7 +186,7 @@ def retrain_consistency(name: str, steps: int | None = None, out: Path | None = 
     into ``out`` (and the scored card with ``card``)."""
     from course_utils.consistency import distil, lcm_scheduler
     from course_utils.data import digits_28
-    from course_utils.files import atomic_folder
+    from course_utils.files import atomic_folder, forget_source
     from course_utils.pretrained import load
 
     from .cards import cpu_device
@@ -211,6 +211,7 @@ def retrain_consistency(name: str, steps: int | None = None, out: Path | None = 
     with atomic_folder(out, replace=True) as tmp:
         pipeline = DDPMPipeline(unet=student.to(torch.float16), scheduler=lcm_scheduler(config, recipe.distil["skip"]))
         pipeline.save_pretrained(tmp, safe_serialization=True)
+        forget_source(tmp)  # the student's config still names the folder the teacher was loaded from
         record = dict(
             name=name, command=f"python -m course_tools.pretrained --retrain {name}" + _where(out, name),
             script_command=f"course_utils.consistency.distil(<{recipe.distilled_from}>.unet, <its scheduler config>, "
