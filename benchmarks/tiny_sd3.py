@@ -65,17 +65,22 @@ Findings (diffusers 0.42.1, transformers 5.23.0; records of 2026-12-07, one thre
   "text_encoder_3=None ... cannot be saved"; model_index.json holds [null, null]): pass both as None when loading
   (``course_utils.pretrained.load`` would). transformers 5's ``CLIPTextModel`` holds its parts at the top level
   (``embeddings.*``), so its weights go into ``CLIPTextModelWithProjection.text_model``.
-- sizes, float16 files, seconds per step at batch 32 on one thread (timing run, shift 1): s (patch 2, 4 layers,
-  128 wide) 2.30 M parameters, 4.6 MB, 0.17 s; m (patch 1, 4 layers, 128 wide) 2.29 M, 4.6 MB, 0.41 s; l
-  (patch 1, 6 layers, 192 wide) 7.76 M, 15.6 MB, 0.95 s. The VAE and the two CLIP copies add 2.4 MB, so s or m
-  ship in 7.0 MB of the 17.4 MB free; l (18.0 MB) does not fit. 20 CPU minutes: about 7,000 steps of s, 2,900 of
-  m, 1,260 of l. With pos_embed_max_size 96 m's file is 7.0 MB instead of 4.6. 256 zero T5 tokens make m's step
-  1.8 s (4.5 times).
+- sizes, float16 files, seconds per step at batch 32 on one thread (two timing runs on a busy machine): s (patch
+  2, 4 layers, 128 wide) 2.30 M parameters, 4.6 MB, 0.10-0.17 s; m (patch 1, 4 layers, 128 wide) 2.29 M, 4.6 MB,
+  0.24-0.41 s; l (patch 1, 6 layers, 192 wide) 7.76 M, 15.6 MB, 0.95 s. The VAE and the two CLIP copies add 2.4
+  MB, so s or m ship in 7.0 MB of the 17.4 MB free; l (18.0 MB) does not fit. 20 CPU minutes: about 7,000-11,500
+  steps of s, 2,900-4,900 of m, 1,260 of l. With pos_embed_max_size 96 m's file is 7.0 MB instead of 4.6. 256
+  zero T5 tokens make m's step 4.5 times slower (1.1-1.8 s).
 - smoke training of s (shift 1, lr 3e-4, 8 minutes: 3,715 steps, 0.13 s/step while training): sampled through the
   reloaded pipeline (20 Euler steps) for the 200 held-out captions of the tiny SD's card, the reader finds the
   wing colour asked for 95.5 / 97.5 / 97% and the background 99.5 / 100 / 99% at guidance 1 / 3 / 5, Frechet
   51 / 46 / 63 (the tiny SD's card, DDIM 50 steps: wings 64 / 87 / 90%, Frechet 62 / 39 / 38; drawn 39). The
-  same model called with the default ``max_sequence_length`` 256: wings 40%, Frechet 323.
+  same model called with the default ``max_sequence_length`` 256: wings 40%, Frechet 323. m in the same 8
+  minutes (1,475 steps, 0.33 s/step): wings 89 / 94.5 / 89.5%, backgrounds 97.5 / 98.5 / 92%, Frechet 53 / 73 /
+  104; with 256 zero tokens wings 35.5%, Frechet 857. At equal CPU time s (SD3's own patch size 2) is ahead.
+  s with SD3's shift 3 (8 minutes, 4,125 steps): wings 96 / 88 / 84%, backgrounds 99.5 / 100 / 98%, Frechet 49 /
+  74 / 107 (256 zero tokens: wings 54.5%); shift 1 reads better at guidance 3 and 5. One seed per run and no
+  spread measured: only differences of ten points or more (guidance 5, or the 256-token rows) mean much.
 """
 
 from __future__ import annotations
