@@ -47,6 +47,7 @@ from course_utils.consistency import (
     TIMESTEP_SCALING,
     boundary_scalings,
     consistency,
+    ddim_step,
     distil_step,
     ema_update,
     lcm_scheduler,
@@ -62,16 +63,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 PICTURES = ROOT / "build" / "consistency"
 SAMPLE_STEPS = (1, 2, 4, 8)
 SAMPLER_TOLERANCE = 1e-5  # hand-written sampler vs LCMScheduler, largest absolute difference in [-1, 1] pixels
-
-
-# --- The pieces are course_utils.consistency's (chapter 14 writes them out) --------------------------------------
-
-
-def ddim_step(x0: torch.Tensor, noise: torch.Tensor, t_prev: torch.Tensor,
-              alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """One deterministic DDIM step (eta 0): put the predicted x0 back at noise level t_prev with the predicted noise."""
-    a_prev = alphas_cumprod[t_prev].view(-1, 1, 1, 1)
-    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * noise
 
 
 # --- Multistep consistency sampling, written out ---------------------------------------------------------------

@@ -4,6 +4,7 @@ The chapter writes each piece out first; these are the same pieces, proven equal
 
 - ``boundary_scalings``: LCM's ``c_skip(t)`` and ``c_out(t)`` (``c_skip(0) = 1``, ``c_out(0) = 0``);
 - ``consistency``: ``f(x, t) = c_skip(t) x + c_out(t) x0(x, t)``, so ``f(x, 0) = x``;
+- ``on_grid``, ``ddim_step``, ``distance``: a point on the teacher's grid, its ODE step, the loss (also LCM-LoRA's);
 - ``distil_step``: one loss, student at ``t_{n+1}`` against the EMA target at the teacher's DDIM step ``t_n``;
 - ``distil``: the training loop (AdamW, gradient clipping, the target network as an EMA of the student);
 - ``lcm_scheduler``: diffusers' ``LCMScheduler`` on the teacher's schedule, which samples the student.
@@ -55,30 +56,46 @@ def consistency(unet, x: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Te
     return c_skip * x + c_out * (x0.clamp(-1, 1) if clip else x0)
 
 
+def on_grid(images: torch.Tensor, skip: int, alphas_cumprod: torch.Tensor,
+            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_{t_{n+1}}, t_{n+1}, t_n): a timestep per image on the teacher's grid (skip - 1, 2 skip - 1, ..., 999), the
+    forward process of the clean ``images`` there, and the timestep one teacher step down (t_{n+1} - skip, or 0).
+    The timesteps and the noise are drawn on the CPU: one seed gives the same draws on any device."""
+    alphas_cumprod = alphas_cumprod.to(images.device)
+    grid = torch.arange(1, len(alphas_cumprod) // skip + 1) * skip - 1
+    t_next = grid[torch.randint(0, len(grid), (len(images),), generator=generator)].to(images.device)
+    noise = torch.randn(images.shape, generator=generator).to(images.device)
+    a = alphas_cumprod[t_next].view(-1, 1, 1, 1)
+    return a.sqrt() * images + (1 - a).sqrt() * noise, t_next, (t_next - skip).clamp(min=0)
+
+
+def ddim_step(x0: torch.Tensor, noise: torch.Tensor, t_prev: torch.Tensor,
+              alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """One deterministic DDIM step (eta 0): the clean estimate put back at noise level t_prev with its noise."""
+    a_prev = alphas_cumprod.to(x0.device)[t_prev].view(-1, 1, 1, 1)
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * noise
+
+
+def distance(prediction: torch.Tensor, aim: torch.Tensor, loss: str = "l2") -> torch.Tensor:
+    """The consistency loss between the student's answer and the target's: squared error, or LCM's pseudo-Huber."""
+    if loss == "huber":
+        return ((prediction - aim) ** 2 + HUBER_C**2).sqrt().sub(HUBER_C).mean()
+    return F.mse_loss(prediction, aim)
+
+
 def distil_step(student, target, teacher, images: torch.Tensor, skip: int, alphas_cumprod: torch.Tensor,
                 prediction_type: str, generator: torch.Generator, loss: str = "l2") -> torch.Tensor:
     """One consistency-distillation loss on clean images in [-1, 1] (LCM's training step, without guidance).
 
-    A timestep t_{n+1} on the teacher's grid (skip - 1, 2 skip - 1, ..., 999), the forward process there, the
-    student's f at t_{n+1}; the teacher's DDIM step down to t_n = t_{n+1} - skip, the target's f at t_n; the
-    squared error (or pseudo-Huber distance) between the two.
+    A point on the teacher's grid (``on_grid``), the student's f at t_{n+1}; the teacher's DDIM step down to t_n,
+    the target's f at t_n; the ``distance`` between the two.
     """
-    n, alphas_cumprod = len(images), alphas_cumprod.to(images.device)
-    grid = torch.arange(1, len(alphas_cumprod) // skip + 1) * skip - 1
-    t_next = grid[torch.randint(0, len(grid), (n,), generator=generator)].to(images.device)
-    t_prev = (t_next - skip).clamp(min=0)
-    noise = torch.randn(images.shape, generator=generator).to(images.device)  # drawn on the CPU: any device, one seed
-    a = alphas_cumprod[t_next].view(-1, 1, 1, 1)
-    x_next = a.sqrt() * images + (1 - a).sqrt() * noise
+    x_next, t_next, t_prev = on_grid(images, skip, alphas_cumprod, generator)
     prediction = consistency(student, x_next, t_next, alphas_cumprod, prediction_type)
     with torch.no_grad():
         x0, eps = x0_and_noise(teacher(x_next, t_next).sample, x_next, t_next, alphas_cumprod, prediction_type)
-        a_prev = alphas_cumprod[t_prev].view(-1, 1, 1, 1)
-        x_prev = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps  # the teacher's DDIM step (eta 0)
-        aim = consistency(target, x_prev, t_prev, alphas_cumprod, prediction_type)
-    if loss == "huber":
-        return ((prediction - aim) ** 2 + HUBER_C**2).sqrt().sub(HUBER_C).mean()
-    return F.mse_loss(prediction, aim)
+        aim = consistency(target, ddim_step(x0, eps, t_prev, alphas_cumprod), t_prev, alphas_cumprod, prediction_type)
+    return distance(prediction, aim, loss)
 
 
 @torch.no_grad()

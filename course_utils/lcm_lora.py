@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .consistency import HUBER_C, consistency, lcm_scheduler, x0_and_noise
+from .consistency import consistency, ddim_step, distance, lcm_scheduler, on_grid, x0_and_noise
 from .lora import LORA_TARGETS, add_lora
 
 # The course's LoRA layers plus the ones diffusers' LCM-LoRA script adds: the attention blocks' projections and
@@ -40,8 +39,7 @@ def teacher_step(unet, x: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, t
     x0_uncond, eps_uncond = x0_and_noise(both[len(x):], x, t, alphas_cumprod, prediction_type)
     s = torch.as_tensor(scale, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
     x0, eps = x0_uncond + s * (x0_cond - x0_uncond), eps_uncond + s * (eps_cond - eps_uncond)
-    a_prev = alphas_cumprod[t_prev].view(-1, 1, 1, 1)
-    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    return ddim_step(x0, eps, t_prev, alphas_cumprod)
 
 
 def distil_step(student, latents: torch.Tensor, text: torch.Tensor, uncond: torch.Tensor, skip: int,
@@ -54,12 +52,7 @@ def distil_step(student, latents: torch.Tensor, text: torch.Tensor, uncond: torc
     adapters off) steps to t - skip; the target is the student's own f there, without gradient.
     """
     n = len(latents)
-    grid = torch.arange(1, len(alphas_cumprod) // skip + 1) * skip - 1
-    t = grid[torch.randint(0, len(grid), (n,), generator=generator)]
-    t_prev = (t - skip).clamp(min=0)
-    noise = torch.randn(latents.shape, generator=generator)
-    a = alphas_cumprod[t].view(-1, 1, 1, 1)
-    x = a.sqrt() * latents + (1 - a).sqrt() * noise
+    x, t, t_prev = on_grid(latents, skip, alphas_cumprod, generator)
     scale = guidance[0] + (guidance[1] - guidance[0]) * torch.rand(n, generator=generator)
     conditioned = functools.partial(student, encoder_hidden_states=text)
     prediction = consistency(conditioned, x, t, alphas_cumprod, prediction_type)
@@ -68,9 +61,7 @@ def distil_step(student, latents: torch.Tensor, text: torch.Tensor, uncond: torc
             x_prev = teacher_step(student, x, t, t_prev, text, uncond.expand(n, -1, -1), scale, alphas_cumprod,
                                   prediction_type)
         aim = consistency(conditioned, x_prev, t_prev, alphas_cumprod, prediction_type)
-    if loss == "huber":
-        return ((prediction - aim) ** 2 + HUBER_C**2).sqrt().sub(HUBER_C).mean()
-    return F.mse_loss(prediction, aim)
+    return distance(prediction, aim, loss)
 
 
 def training_set(pipeline, n: int, seed: int = 0) -> tuple[torch.Tensor, list[str]]:

@@ -77,18 +77,20 @@ def _digit_rows(recipe: Recipe, pipeline, noise: torch.Tensor, n: int, steps: in
 
         teacher, reflow = load(recipe.distilled_from), load("digits-28-reflow")  # reflow: chapter 12's few-step model
         trailing = dict(timestep_spacing="trailing")  # the first step starts from pure noise, as LCM's does
-        samplers = {"this pipeline, LCMScheduler": (pipeline.unet, pipeline.scheduler),
-                    f"{recipe.distilled_from}, DDIM": (teacher.unet, DDIMScheduler.from_config(
-                        teacher.scheduler.config, **trailing)),
-                    f"{recipe.distilled_from}, DPM-Solver++": (teacher.unet, DPMSolverMultistepScheduler.from_config(
-                        teacher.scheduler.config, **trailing)),
-                    "digits-28-reflow, Euler": (reflow.unet, reflow.scheduler)}
-        for label, (unet, scheduler) in samplers.items():
-            for k in (1, 2, 4, 8, steps) if "DDIM" in label else (1, 2, 4, 8):
+        few = (1, 2, 4, 8)
+        samplers = {  # label: U-Net, scheduler, step counts, whether to count the digits read (diversity)
+            "this pipeline, LCMScheduler": (pipeline.unet, pipeline.scheduler, few, True),
+            f"{recipe.distilled_from}, DDIM": (teacher.unet, DDIMScheduler.from_config(
+                teacher.scheduler.config, **trailing), (*few, steps), False),
+            f"{recipe.distilled_from}, DPM-Solver++": (teacher.unet, DPMSolverMultistepScheduler.from_config(
+                teacher.scheduler.config, **trailing), few, False),
+            "digits-28-reflow, Euler": (reflow.unet, reflow.scheduler, few, False)}
+        for label, (unet, scheduler, step_counts, counted) in samplers.items():
+            for k in step_counts:
                 x = (sample_ddpm(unet, scheduler, n, k, seed=seed) + 1) / 2
                 row = rows[f"{label}, {k} step{'s' * (k > 1)}"] = {**scorer.score(x),
                                                                    "Frechet spread": scorer.frechet_spread(x)}
-                if "LCM" in label or k == steps:  # how the samples spread over the ten digits (diversity)
+                if counted or k == steps:  # how the samples spread over the ten digits (the teacher's many steps too)
                     with torch.no_grad():
                         read = scorer.model(x)[:, :10].argmax(1)
                     row["digits read"] = {d: int((read == d).sum()) for d in range(10)}
