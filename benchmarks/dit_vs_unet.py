@@ -27,7 +27,8 @@ What it measures:
   patch size and both models at each image size (digits upsampled to 56 px), a few steps each after a warm-up.
 
 The record goes to ``benchmarks/results/dit_vs_unet-<tag>-<date>.json``; the loss plot, a sample grid per model and
-the speed bars to ``build/dit_vs_unet/``.
+the speed bars to ``build/dit_vs_unet/``. ``--publish`` also writes its summary to ``course_utils/dit_vs_unet.json``,
+which chapter 13 reads (the shipped one is from the 6-minute record).
 """
 
 from __future__ import annotations
@@ -38,23 +39,23 @@ import platform
 import time
 from datetime import date
 from pathlib import Path
-from types import SimpleNamespace
 
 import diffusers
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DiTTransformer2DModel, FlowMatchEulerDiscreteScheduler
+from diffusers import FlowMatchEulerDiscreteScheduler
 
 from course_utils.cli import AT_LEAST_1, FLOAT, INT, POSITIVE, Parser, errors, exit_on_problems, parse, rules
 from course_utils.data import digits_28
-from course_utils.diffusion import diffusion_loss, make_unet
+from course_utils.diffusion import ClassDiT, diffusion_loss, make_unet
 from course_utils.files import write_text_atomic
 from course_utils.metrics import NOT_A_DIGIT, train_digit_scorer
 from course_utils.sampling import sample_with_guidance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+SHIPPED = ROOT / "course_utils" / "dit_vs_unet.json"  # the summary chapter 13 reads (--publish)
 PICTURES = ROOT / "build" / "dit_vs_unet"
 CLASSES = 10  # digits; label 10 is "no class" for classifier-free guidance
 DROP = 0.1  # the share of labels replaced by "no class" in training
@@ -65,28 +66,10 @@ DIT = dict(num_layers=4, num_attention_heads=4, attention_head_dim=32)  # width 
 UNET = dict(channels=(32, 48, 64), layers_per_block=2, attention=1)  # attention at the 7x7 level
 
 
-class DiT(torch.nn.Module):
-    """diffusers' DiTTransformer2DModel behind the U-Net's call: ``model(x, t, class_labels=...).sample``, with a
-    scalar timestep broadcast over the batch and ``config.num_class_embeds`` counting the "no class" label."""
-
-    def __init__(self, sample_size: int = 28, patch_size: int = 2, in_channels: int = 1):
-        super().__init__()
-        self.dit = DiTTransformer2DModel(sample_size=sample_size, patch_size=patch_size, in_channels=in_channels,
-                                         num_embeds_ada_norm=CLASSES, norm_num_groups=1, **DIT)
-        for block in self.dit.transformer_blocks:  # the label table keeps its extra "no class" row (index 10) ...
-            block.norm1.emb.class_embedder.dropout_prob = 0.0  # ... but the dropping is done once, by the loss
-        self.config = SimpleNamespace(num_class_embeds=CLASSES + 1, sample_size=sample_size, in_channels=in_channels,
-                                      patch_size=patch_size)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor):
-        t = torch.as_tensor(t, dtype=torch.float32).reshape(-1).expand(len(x))
-        return self.dit(x, timestep=t, class_labels=class_labels)
-
-
 def make_model(kind: str, size: int = 28, patch: int = 2) -> torch.nn.Module:
     """The DiT (``patch`` pixels a side per token) or the U-Net for ``size`` px single-channel images."""
     if kind == "dit":
-        return DiT(size, patch)
+        return ClassDiT(size, patch, in_channels=1, classes=CLASSES, **DIT)
     return make_unet(size, UNET["channels"], UNET["layers_per_block"], UNET["attention"], in_channels=1,
                      num_class_embeds=CLASSES + 1)
 
@@ -274,6 +257,18 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def summary(result: dict) -> dict:
+    """What chapter 13 shows of a record: per model its steps and speed, per guidance scale its scores."""
+    return dict(minutes=result["settings"]["minutes"], n=result["settings"]["n"], device=result["device"],
+                date=result["date"], sample_steps=result["settings"]["sample_steps"],
+                models={m["name"].split(" (")[0]: dict(parameters=m["parameters"], steps=m["steps"],
+                                                       images_per_s=m["images_per_s"])
+                        for m in result["models"].values()},
+                rows={result["models"][key]["name"].split(" (")[0]: {
+                    g: {k: round(r[k], 3) for k in ("frechet", "frechet_spread", "confident", "as_asked")}
+                    for g, r in by_guidance.items()} for key, by_guidance in result["rows"].items()})
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Train both models for the budget, sample, score, time the scaling rows; write the JSON and the pictures."""
     p = Parser(description=__doc__.split("\n")[0])
@@ -289,6 +284,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--speed_steps", type=INT, default=3, help="timed training steps per speed row")
     p.add_argument("--tag", default=None, help="a name for the record (default: from the settings)")
     p.add_argument("--seed", type=INT, default=0)
+    p.add_argument("--publish", action="store_true",
+                   help="also write the summary chapter 13 reads (course_utils/dit_vs_unet.json)")
     args, problems = parse(p, argv)
     problems += rules(args, p, {"minutes": POSITIVE, "n": (lambda v: v >= 2, "at least 2"), "lr_dit": POSITIVE,
                                 "lr_unet": POSITIVE, "batch": AT_LEAST_1, "steps": AT_LEAST_1,
@@ -394,6 +391,9 @@ def main(argv: list[str] | None = None) -> dict:
         print("wrote", path)
     print(table(result))
     print("wrote", out)
+    if args.publish:
+        write_text_atomic(SHIPPED, json.dumps(summary(json.loads(out.read_text())), indent=1) + "\n")
+        print("wrote", SHIPPED)
     return result
 
 

@@ -169,6 +169,19 @@ SETTINGS: dict[str, dict[str, dict]] = {
     },
     # Chapter 14: consistency distillation of the shipped digits-28 (a minute or two of it in cpu; the shipped
     # digits-28-lcm carries the long run), its few-step samples scored against the teacher's DDIM.
+    # Chapter 13: a DiT written out and proven equal to diffusers'; DiT against the U-Net for the same seconds;
+    # SD3's training step, the course's script for a few steps, the shipped tiny-sd3-butterflies read.
+    "ch13": {
+        "small": dict(race_seconds=2, batch_size=16, lr=2e-3, n_score=20, sample_steps=4, guidance=(1.0,),
+                      speed_sizes=(28,), speed_patches=(2, 4), speed_batch=4, speed_steps=1, script_steps=3,
+                      script_images=64, n_eval=8, eval_steps=4, scales=(1.0, 5.0)),
+        "cpu": dict(race_seconds=45, batch_size=64, lr=2e-3, n_score=50, sample_steps=20, guidance=(1.0, 2.0),
+                    speed_sizes=(28, 56), speed_patches=(2, 4), speed_batch=16, speed_steps=2, script_steps=300,
+                    script_images=1000, n_eval=48, eval_steps=20, scales=(1.0, 3.0, 5.0)),
+        "full": dict(race_seconds=120, batch_size=64, lr=2e-3, n_score=200, sample_steps=20, guidance=(1.0, 2.0),
+                     speed_sizes=(28, 56), speed_patches=(2, 4), speed_batch=64, speed_steps=5, script_steps=2000,
+                     script_images=5000, n_eval=200, eval_steps=50, scales=(1.0, 3.0, 5.0)),
+    },
     "ch14": {
         "small": dict(distil_steps=2, batch_size=8, lr=1e-4, ema=0.95, skip=20, n_score=16, steps_list=(1, 2),
                       n_show=8, lora_steps=2, lora_images=32, n_lora=8),

@@ -1,13 +1,15 @@
-"""How a diffusion model learns: U-Net layouts, DDPM and flow-matching targets, loss weighting, the training loop."""
+"""How a diffusion model learns: U-Net and DiT layouts, DDPM and flow-matching targets, loss weighting, the training
+loop."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DModel
+from diffusers import DDPMScheduler, DiTTransformer2DModel, FlowMatchEulerDiscreteScheduler, UNet2DModel
 from diffusers.training_utils import compute_snr
 from tqdm.auto import tqdm
 
@@ -39,6 +41,31 @@ def make_unet(
         norm_num_groups=min(32, min(channels) // 2), down_block_types=down, up_block_types=up,
         num_class_embeds=num_class_embeds,
     )
+
+
+class ClassDiT(torch.nn.Module):
+    """diffusers' ``DiTTransformer2DModel`` (chapter 13) behind a class-conditional U-Net's call,
+    ``model(x, t, class_labels=...).sample``, so the course's loss and samplers serve both: a scalar timestep is
+    broadcast over the batch, and ``config.num_class_embeds`` counts the "no class" label (the last).
+
+    The label table keeps its extra "no class" row, but diffusers' own label dropping (one draw per block) is off:
+    ``diffusion_loss`` drops labels once, for the whole model, as it does for the U-Net."""
+
+    def __init__(self, sample_size: int = 28, patch_size: int = 2, in_channels: int = 1, classes: int = 10,
+                 num_layers: int = 4, num_attention_heads: int = 4, attention_head_dim: int = 32):
+        super().__init__()
+        self.dit = DiTTransformer2DModel(sample_size=sample_size, patch_size=patch_size, in_channels=in_channels,
+                                         num_embeds_ada_norm=classes, norm_num_groups=1, num_layers=num_layers,
+                                         num_attention_heads=num_attention_heads,
+                                         attention_head_dim=attention_head_dim)
+        for block in self.dit.transformer_blocks:
+            block.norm1.emb.class_embedder.dropout_prob = 0.0
+        self.config = SimpleNamespace(num_class_embeds=classes + 1, sample_size=sample_size, in_channels=in_channels,
+                                      patch_size=patch_size)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor):
+        t = torch.as_tensor(t, dtype=torch.float32, device=x.device).reshape(-1).expand(len(x))
+        return self.dit(x, timestep=t, class_labels=class_labels)
 
 
 def default_unet(resolution: int, num_class_embeds: int | None = None) -> tuple[UNet2DModel, str]:

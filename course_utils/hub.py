@@ -105,21 +105,24 @@ def pipeline_card(
     pipeline_class: str = "DDPMPipeline",
     prompt: str | None = None,
     arguments: str = "",
+    load_arguments: str = "",
 ) -> ModelCard:
     """A model card for a pipeline (an unconditional ``DDPMPipeline`` by default; pass ``pipeline_class`` and a
-    ``prompt`` for a text-to-image one, or the call's ``arguments``, e.g. ``"num_inference_steps=2"``): YAML
-    metadata, a description and a usage snippet."""
+    ``prompt`` for a text-to-image one, and the call's other ``arguments``, e.g. ``"num_inference_steps=2"``, and
+    ``from_pretrained``'s, ``load_arguments``): YAML metadata, a description and a usage snippet."""
     from huggingface_hub import ModelCard, ModelCardData
 
     data = ModelCardData(license=license, library_name="diffusers", tags=list(tags), datasets=list(datasets) or None)
     template = (
         "---\n{{ card_data }}\n---\n\n# {{ repo_id }}\n\n{{ description }}\n\n## Usage\n\n"
         "```python\nfrom diffusers import {{ pipeline_class }}\n\n"
-        "pipeline = {{ pipeline_class }}.from_pretrained(\"{{ repo_id }}\")\n"
+        "pipeline = {{ pipeline_class }}.from_pretrained(\"{{ repo_id }}\"{{ load_arguments }})\n"
         "image = pipeline({{ prompt }}).images[0]\nimage\n```\n"
     )
+    call = ", ".join(a for a in (repr(prompt) if prompt else "", arguments) if a)
     return ModelCard.from_template(data, template_str=template, repo_id=repo_id, description=description,
-                                   pipeline_class=pipeline_class, prompt=repr(prompt) if prompt else arguments)
+                                   pipeline_class=pipeline_class, prompt=call,
+                                   load_arguments=f", {load_arguments}" if load_arguments else "")
 
 
 def upload_pipeline(folder: str | Path, repo_id: str, token: str | None, private: bool = False) -> str:

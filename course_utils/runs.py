@@ -126,7 +126,8 @@ class TrainingLog:
     def finish(self, args, **facts) -> None:
         """Record the flags, the machine and ``facts`` (e.g. parameter counts) of a finished run."""
         cuda = torch.cuda.is_available()
-        device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        device = torch.cuda.get_device_name() if cuda else f"CPU ({threads} thread{'s' * (threads > 1)})"
         flags = {k: str(v) for k, v in vars(args).items() if k not in ("given_flags", "parse_problems")}
         self.data.update(args=flags, device=device, torch=torch.__version__, date=str(date.today()),
                          processes=self.accelerator.num_processes, **facts)

@@ -1,7 +1,7 @@
-"""What the course's three training scripts check before any data is read or model built.
+"""What the course's training scripts check before any data is read or model built.
 
-``unconditional``, ``text_to_image`` and ``controlnet`` parse a script's flags (its ``build_parser``) and return
-them with every problem as one ``error:`` line (``course_utils.cli``); no line means the run can start.
+``unconditional``, ``text_to_image``, ``controlnet`` and ``sd3`` parse a script's flags (its ``build_parser``) and
+return them with every problem as one ``error:`` line (``course_utils.cli``); no line means the run can start.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ TEXT_TO_IMAGE = {**ALL, "num_images": AT_LEAST_1, "vae_batch_size": AT_LEAST_1, 
                  "learning_rate": LEARNING_RATE, "vae_learning_rate": LEARNING_RATE,
                  "kl_weight": (lambda v: 0 <= v < 1, "in [0, 1), e.g. 1e-6"),
                  "resolution": (lambda v: v >= 16 and v % 8 == 0, "a multiple of 8, at least 16 (e.g. 32)")}
+SD3 = {**ALL, "learning_rate": LEARNING_RATE, "logit_std": POSITIVE, "flow_shift": POSITIVE,
+       **dict.fromkeys(("num_images", "num_layers", "num_attention_heads", "attention_head_dim"), AT_LEAST_1),
+       "patch_size": (lambda v: v in (1, 2, 4, 8), "1, 2, 4 or 8 (it must divide the 8 x 8 latents)")}
 UNCONDITIONAL = {
     **ALL, **dict.fromkeys(("resolution", "eval_batch_size", "num_epochs", "save_images_epochs", "save_model_epochs",
                             "gradient_accumulation_steps", "ddpm_num_steps", "ddpm_num_inference_steps",
@@ -135,6 +138,16 @@ def controlnet(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.
     problems += failing((not (base / "model_index.json").is_file() or not (base / "unet" / "config.json").is_file(),
                          f"--pretrained_model_name_or_path {base}: not a Stable Diffusion pipeline folder (no "
                          "model_index.json and unet/); pass one saved by course_utils.train_text_to_image"))
+    return args, errors(problems + _run_folder(args, "checkpoints"))
+
+
+def sd3(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """train_sd3's flags and every problem with them, one ``error:`` line each (nothing is drawn or built)."""
+    args, problems = _flags(parser, argv, SD3)
+    base = args.pretrained_model_name_or_path
+    problems += failing((not (base / "vae" / "config.json").is_file() or not (base / "text_encoder").is_dir(),
+                         f"--pretrained_model_name_or_path {base}: not a Stable Diffusion pipeline folder (no vae/ "
+                         "and text_encoder/); pass one saved by course_utils.train_text_to_image"))
     return args, errors(problems + _run_folder(args, "checkpoints"))
 
 

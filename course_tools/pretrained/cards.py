@@ -141,10 +141,12 @@ def _butterfly_rows(recipe: Recipe, pipeline, noise: torch.Tensor, n: int, steps
 
 
 def evaluate_text_to_image(pipeline, n: int = 200, steps: int = 50, scales: tuple[float, ...] = (1, 3, 5, 7.5),
-                           seed: int = 0) -> dict:
+                           seed: int = 0, sampler: str = "DDIM", call: dict | None = None,
+                           extra: dict[str, tuple[float, dict]] | None = None) -> dict:
     """Score a text-to-image pipeline with the butterfly reader: its VAE's reconstructions of ``n`` held-out
     drawings, and samples for those drawings' captions at each guidance scale (does the wing colour, and the
-    background, read as the prompt asked?), beside the drawings themselves and uniform noise."""
+    background, read as the prompt asked?), beside the drawings themselves and uniform noise. ``call``: more
+    arguments of every pipeline call; ``extra``: more sample rows, name -> (guidance scale, the call's arguments)."""
     from course_utils import metrics, tiny_sd
 
     scorer = metrics.train_butterfly_scorer()
@@ -164,10 +166,12 @@ def evaluate_text_to_image(pipeline, n: int = 200, steps: int = 50, scales: tupl
     prompts = [tiny_sd.caption(w, b) for w, b in zip(wings, backgrounds, strict=True)]
     for scale in scales:
         rows[f"samples for their captions, guidance {scale:g}"] = row(tiny_sd.generate(pipeline, prompts, scale,
-                                                                                         steps, seed))
+                                                                                         steps, seed, **call or {}))
+    for name, (scale, arguments) in (extra or {}).items():
+        rows[name] = row(tiny_sd.generate(pipeline, prompts, scale, steps, seed, **arguments))
     rows["uniform noise"] = row(torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
-    return dict(n=n, sampler=f"DDIM, {steps} steps, seed {seed}", rows=rows, seconds=round(time.perf_counter() - start),
-                device=cpu_device(), date=str(date.today()))
+    return dict(n=n, sampler=f"{sampler}, {steps} steps, seed {seed}", rows=rows,
+                seconds=round(time.perf_counter() - start), device=cpu_device(), date=str(date.today()))
 
 
 # ---- Samples pictures --------------------------------------------------------------------------------------
@@ -193,16 +197,18 @@ def steps_grid(folder: Path, per_row: int = 12, seed: int = 0) -> Image.Image:
     return show_images(x, nrow=per_row, value_range=(0, 1), min_width=per_row * 56)
 
 
-def sample_grid_by_wing(pipeline, guidance_scale: float = 5.0, per_row: int = 8, steps: int = 50) -> Image.Image:
-    """One row per wing colour (prompt "a <colour> butterfly on a <background> background", backgrounds in turn)."""
+def sample_grid_by_wing(pipeline, guidance_scale: float = 5.0, per_row: int = 8, steps: int = 50,
+                        call: dict | None = None) -> Image.Image:
+    """One row per wing colour (prompt "a <colour> butterfly on a <background> background", backgrounds in turn);
+    ``call``: more arguments of the pipeline call."""
     from course_utils import tiny_sd
     from course_utils.data import BACKGROUNDS, WING_COLOURS
     from course_utils.viz import show_images
 
     backgrounds = list(BACKGROUNDS)
     prompts = [tiny_sd.caption(w, backgrounds[i % len(backgrounds)]) for w in WING_COLOURS for i in range(per_row)]
-    return show_images(tiny_sd.generate(pipeline, prompts, guidance_scale, steps), nrow=per_row, value_range=(0, 1),
-                       min_width=per_row * 64)
+    return show_images(tiny_sd.generate(pipeline, prompts, guidance_scale, steps, **call or {}), nrow=per_row,
+                       value_range=(0, 1), min_width=per_row * 64)
 
 
 # ---- The card's text -----------------------------------------------------------------------------------------
@@ -218,6 +224,20 @@ def card_text(name: str, record: dict, scores: dict) -> str:
                   device=record["device"], torch=record["torch"], date=record["date"], n=scores["n"],
                   sampler=scores["sampler"], scores_device=scores["device"], seconds=scores["seconds"],
                   scores_date=scores["date"], table="\n".join(_table(scores)))
+    if recipe.script == "train_sd3":
+        params = record["parameters"]
+        base = json.loads((path("tiny-sd-butterflies") / "scores.json").read_text())
+        description = template("sd3").format(
+            **shared, description=record["description"], vae_parameters=params["vae"],
+            text_encoder_parameters=params["text_encoder"], transformer_parameters=params["transformer"],
+            loss=_last(record["losses"]["transformer"]), base_sampler=base["sampler"], base_n=base["n"],
+            base_table="\n".join(_table({"rows": {k: v for k, v in base["rows"].items() if k.startswith("samples")}})))
+        card = pipeline_card(f"course_utils/pretrained/{name}", description,
+                             tags=("pytorch", "diffusers", *recipe.tags, "diffusion-models-class"),
+                             pipeline_class="StableDiffusion3Pipeline",
+                             prompt="a blue butterfly on a yellow background", arguments="max_sequence_length=0",
+                             load_arguments="text_encoder_3=None, tokenizer_3=None")
+        return str(card)
     if recipe.text_to_image:
         params = record["parameters"]
         description = template("text-to-image").format(
@@ -318,7 +338,15 @@ def write_card(name: str, folder: Path | None = None) -> Path:
 
     folder = Path(folder or path(name))
     record = json.loads((folder / "training.json").read_text())
-    if RECIPES[name].text_to_image:
+    if RECIPES[name].script == "train_sd3":
+        from course_utils.sd3 import NO_T5, load_sd3
+
+        pipeline = load_sd3(folder)
+        scores = evaluate_text_to_image(pipeline, sampler="Euler (FlowMatchEulerDiscreteScheduler)", call=NO_T5, extra={
+            "samples, guidance 5, the pipeline's default max_sequence_length (256 zero tokens for the T5)": (5, {})})
+        with atomic_file(folder / "samples.png") as tmp:
+            sample_grid_by_wing(pipeline, call=NO_T5).save(tmp, format="PNG")
+    elif RECIPES[name].text_to_image:
         from diffusers import StableDiffusionPipeline
 
         pipeline = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)

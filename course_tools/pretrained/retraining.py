@@ -139,39 +139,51 @@ def retrain(name: str, steps: int | None = None, work_dir: Path | None = None, o
 
 def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | None = None, out: Path | None = None,
                           resume: bool = False, card: bool = True, extra_args: tuple[str, ...] = ()) -> Path:
-    """``retrain`` for a text-to-image pipeline: ``course_utils.train_text_to_image`` in ``<work_dir>/<name>``,
-    then fp16 weights and ``training.json`` into ``out`` (and the scored card with ``card``)."""
-    from diffusers import StableDiffusionPipeline
+    """``retrain`` for a text-to-image pipeline: the recipe's script (``course_utils.train_text_to_image`` or
+    ``train_sd3``) in ``<work_dir>/<name>``, then fp16 weights and ``training.json`` into ``out`` (and the scored
+    card with ``card``)."""
+    import importlib
 
-    from course_utils import train_text_to_image
+    from course_utils import sd3
     from course_utils.data import data_dir
     from course_utils.files import atomic_folder
 
+    recipe = RECIPES[name]
+    script = importlib.import_module(f"course_utils.{recipe.script}")
     run_dir = Path(work_dir or data_dir() / "pretrained-runs") / name
-    args = ["--output_dir", str(run_dir), *RECIPES[name].flags, *extra_args]
+    args = ["--output_dir", str(run_dir), *recipe.flags, *extra_args]
     args += ["--max_train_steps", str(steps)] if steps else []
     if not resume:  # an earlier (or interrupted) run of this pipeline in the course's work folder: start again
         shutil.rmtree(run_dir, ignore_errors=True)
-    train_text_to_image.main(args + (["--resume_from_checkpoint", "latest"] if resume else []))
+    script.main(args + (["--resume_from_checkpoint", "latest"] if resume else []))
     log = json.loads((run_dir / "training_log.json").read_text())
     out = Path(out or path(name))
     with atomic_folder(out, replace=True) as tmp:
-        pipeline = StableDiffusionPipeline.from_pretrained(run_dir, dtype=torch.float32, use_safetensors=True)
-        # the VAE and U-Net in float16; the text encoder stays float32 (0.4 MB): transformers loads weights in the
-        # dtype they were saved in, diffusers loads its models in float32, and a plain from_pretrained must give
-        # parts that agree
+        if recipe.script == "train_sd3":
+            pipeline = sd3.load_sd3(run_dir)
+            denoiser = pipeline.transformer
+        else:
+            from diffusers import StableDiffusionPipeline
+
+            pipeline = StableDiffusionPipeline.from_pretrained(run_dir, dtype=torch.float32, use_safetensors=True)
+            denoiser = pipeline.unet
+        # the VAE and the denoiser in float16; the text encoder stays float32 (0.4 MB): transformers loads weights
+        # in the dtype they were saved in, diffusers loads its models in float32, and a plain from_pretrained must
+        # give parts that agree
         pipeline.vae.to(torch.float16)
-        pipeline.unet.to(torch.float16)
+        denoiser.to(torch.float16)
         pipeline.save_pretrained(tmp, safe_serialization=True)
         shown = [a.replace(str(run_dir), "<run>") for a in args]
         record = dict(
             name=name, command=f"python -m course_tools.pretrained --retrain {name}" + _where(out, name),
-            script_command="python -m course_utils.train_text_to_image " + shlex.join(shown),
-            steps=int(log["args"]["max_train_steps"]), vae_steps=int(log["args"]["vae_steps"]),
-            seconds=round(sum(log["seconds"].values()), 1), stage_seconds=log["seconds"], device=log["device"],
-            torch=log["torch"], date=log["date"], parameters=log["parameters"], losses=log["losses"],
-            training_images=int(log["args"]["num_images"]), description=RECIPES[name].description,
+            script_command=f"python -m course_utils.{recipe.script} " + shlex.join(shown),
+            steps=int(log["args"]["max_train_steps"]), seconds=round(sum(log["seconds"].values()), 1),
+            stage_seconds=log["seconds"], device=log["device"], torch=log["torch"], date=log["date"],
+            parameters=log["parameters"], losses=log["losses"], training_images=int(log["args"]["num_images"]),
+            description=recipe.description,
         )
+        if "vae_steps" in log["args"]:
+            record["vae_steps"] = int(log["args"]["vae_steps"])
         (tmp / "training.json").write_text(json.dumps(record, indent=1))
     if card:
         from .cards import write_card

@@ -12,6 +12,8 @@ trained by its own scripts with the recipes in ``recipes.py``:
 - ``tiny-sd-butterflies``: a tiny Stable Diffusion (VAE, CLIP tokenizer and text encoder, conditional U-Net),
   32x32 butterflies from captions such as "a red butterfly on a blue background" (chapters 8-9), trained by
   ``course_utils.train_text_to_image``.
+- ``tiny-sd3-butterflies``: a tiny Stable Diffusion 3 (an MM-DiT by flow matching on ``tiny-sd-butterflies``'
+  latents, its text encoder as both CLIPs, no T5; chapter 13), trained by ``course_utils.train_sd3``.
 
 This module is the registry (``load``, ``path``, ``ddim_samples``); ``recipes`` says how each is made. Training
 one again and writing its card is the course's machinery, beside the package: ``python -m course_tools.pretrained
@@ -57,7 +59,8 @@ def path(name: str) -> Path:
 
 def load(name: str, device: torch.device | str = "cpu"):
     """The shipped pipeline ``name`` (weights upcast to float32), loaded offline from the package: a
-    ``DDPMPipeline``, a ``StableDiffusionPipeline`` for ``tiny-sd-butterflies``, or a
+    ``DDPMPipeline``, a ``StableDiffusionPipeline`` for ``tiny-sd-butterflies``, a ``StableDiffusion3Pipeline`` for
+    ``tiny-sd3-butterflies`` (call it with ``max_sequence_length=0``: it has no T5), or a
     ``StableDiffusionControlNetPipeline`` for ``tiny-sd-butterflies-controlnet`` or a
     ``StableDiffusionDepth2ImgPipeline`` for ``tiny-sd-butterflies-depth`` (``CONTROLS``).
 
@@ -76,6 +79,11 @@ def load(name: str, device: torch.device | str = "cpu"):
         from ..audio import AudioDiffusion
 
         return AudioDiffusion.from_pretrained(folder).to(device)
+    if recipe.script == "train_sd3":  # a StableDiffusion3Pipeline without T5: call it with max_sequence_length=0
+        from ..sd3 import load_sd3
+
+        with _no_loading_bars():
+            return load_sd3(folder).to(device)
     if recipe.text_to_image:
         from diffusers import StableDiffusionPipeline
 
