@@ -75,6 +75,7 @@ class Work:
 class Chapter:
     name: str
     work: list[Work] = field(default_factory=list)
+    seconds: float = 0.0  # training for a wall-clock budget (chapter 13's race): the same seconds on any device
 
 
 # ---- The models, each as (module, its inputs for one image) built on the meta device -------------------------
@@ -109,6 +110,27 @@ def _unet(size: int, channels, layers: int, attention: int, in_channels: int = 1
             model = make_unet(size, channels, layers, attention, in_channels, num_class_embeds=classes)
         args = (torch.zeros(1, in_channels, size, size), torch.tensor([10]))
         return model, args + ((torch.tensor([1]),) if classes else ())
+
+    return build
+
+
+def _dit():
+    def build():
+        from course_utils.diffusion import ClassDiT
+
+        return ClassDiT(28, patch_size=2), (torch.zeros(1, 1, 28, 28), torch.tensor([10.0]), torch.tensor([1]))
+
+    return build
+
+
+def _sd3_transformer():
+    def build():
+        from diffusers import SD3Transformer2DModel
+
+        from course_utils import sd3
+
+        model = SD3Transformer2DModel(**sd3.transformer_config(64))  # tiny-sd-butterflies' 64-wide CLIP, twice
+        return model, (torch.zeros(1, 4, 8, 8), torch.zeros(1, 16, 128), torch.zeros(1, 128), torch.tensor([10.0]))
 
     return build
 
@@ -210,6 +232,9 @@ def _model_builders(s: dict[str, dict]) -> dict[str, Callable[[], tuple[nn.Modul
         "tiny-sd VAE": _tiny_sd_part("vae"),
         "tiny-sd U-Net": _tiny_sd_part("unet"),
         "tiny-sd ControlNet + U-Net": _tiny_sd_part("controlnet"),
+        "ch13 DiT": _dit(),
+        "ch13 U-Net": _unet(28, (32, 48, 64), 2, 1, classes=11),
+        "tiny-sd3 transformer": _sd3_transformer(),
         "Stable Diffusion 1.5 U-Net": _sd15,
         "audio-diffusion 256 U-Net": _audio_256,
     }
@@ -331,6 +356,16 @@ def chapters(s: dict[str, dict], online: bool) -> list[Chapter]:
         *[Work(name, calls=sum(c["shipped_steps"]) * (2 if name == "digits-28" else 1), per_call=c["shipped_n"])
           for name in ("digits-28", "digits-28-flow", "digits-28-reflow")]]))
 
+    c = s["ch13"]
+    guided = sum(2 if g != 1 else 1 for g in c["guidance"]) * c["sample_steps"]  # calls; a guided call is 2 images
+    shipped = (sum(2 for _ in c["scales"]) + 2) * c["eval_steps"]  # each scale guided, plus the default-256 row
+    out.append(Chapter("13_diffusion_transformers", [  # the race runs for seconds; then samples, the script, readers
+        Work("ch13 DiT", calls=guided, per_call=c["n_score"]), Work("ch13 U-Net", calls=guided, per_call=c["n_score"]),
+        Work("tiny-sd3 transformer", trained=c["script_steps"] * 32, steps=c["script_steps"],
+             calls=shipped + 4 * c["eval_steps"], per_call=c["n_eval"]),
+        Work("tiny-sd U-Net", calls=2 * len(c["scales"]) * c["eval_steps"], per_call=c["n_eval"])],
+        seconds=2 * c["race_seconds"]))
+
     c = s["ch14"]
     steps = c["distil_steps"] + 4  # the learner's run, and two steps each of the hand loop and the helper (checked)
     out.append(Chapter("14_consistency_distillation", [  # the student trains; the teacher and the target only look
@@ -370,8 +405,8 @@ def cost(profile: str) -> dict:
             fp32, half = (fp32, half + g) if w.half else (fp32 + g, half)
             calls, steps = calls + w.calls, steps + w.steps
         rows[chapter.name] = dict(gflop=round(fp32 + half, 1), gflop_fp16=round(half, 1), calls=calls, steps=steps,
-                                  minutes={d: round(seconds_on(d, fp32, half, calls, steps) / 60, 2)
-                                           for d in DEVICES})
+                                  minutes={d: round((seconds_on(d, fp32, half, calls, steps) + chapter.seconds) / 60,
+                                                          2) for d in DEVICES})
     return dict(models_gflop_per_image={k: round(v, 4) for k, v in flops.items()}, chapters=rows)
 
 

@@ -99,13 +99,10 @@ from pathlib import Path
 import diffusers
 import numpy as np
 import torch
-import torch.nn.functional as F
 import transformers
 from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
-from diffusers.training_utils import compute_density_for_timestep_sampling
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-from course_utils import pretrained, tiny_sd
+from course_utils import pretrained, sd3, tiny_sd
 from course_utils.cli import AT_LEAST_1, FLOAT, INT, POSITIVE, Parser, errors, exit_on_problems, parse, rules
 from course_utils.data import BACKGROUNDS, WING_COLOURS, butterfly_attributes
 from course_utils.files import write_text_atomic
@@ -116,7 +113,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 PICTURES = ROOT / "build" / "tiny_sd3"
 SAMPLE_STEPS, GUIDANCE = 20, (1.0, 3.0, 5.0)  # the smoke training's sampler and guidance scales
 BUDGET_MB, USED_MB = 60.0, 42.6  # all shipped weights; used before this model (the issue's numbers)
-LATENT_SIZE, LATENT_CHANNELS = 8, 4  # tiny-sd-butterflies' VAE: 32 px -> 4 x 8 x 8
+LATENT_SIZE, LATENT_CHANNELS = sd3.LATENT_SIZE, sd3.LATENT_CHANNELS
 # Transformer sizes: patch size, layers, heads and head width (inner width = heads x head width).
 SIZES = {
     "s": dict(patch_size=2, num_layers=4, num_attention_heads=4, attention_head_dim=32),  # 16 image tokens, 128 wide
@@ -128,36 +125,13 @@ SIZES = {
 # --- The parts --------------------------------------------------------------------------------------------------
 
 
-def clip_with_projection(clip) -> CLIPTextModelWithProjection:
-    """The tiny ``CLIPTextModel``'s weights in a ``CLIPTextModelWithProjection`` whose projection is the identity."""
-    config = CLIPTextConfig(**{**clip.config.to_dict(), "projection_dim": clip.config.hidden_size})
-    encoder = CLIPTextModelWithProjection(config)
-    # transformers 5: CLIPTextModel holds the text transformer's parts itself; the projection model wraps them
-    # as ``text_model``, so the weights go there, all of them (strict).
-    encoder.text_model.load_state_dict(clip.state_dict())
-    with torch.no_grad():
-        encoder.text_projection.weight.copy_(torch.eye(config.hidden_size))
-    return encoder.eval().requires_grad_(False)
-
-
 def transformer_config(size: str, text_width: int) -> dict:
-    """``SD3Transformer2DModel`` settings for 4 x 8 x 8 latents and two ``text_width``-wide CLIP encoders, no T5."""
-    s = SIZES[size]
-    width = s["num_attention_heads"] * s["attention_head_dim"]
-    return dict(sample_size=LATENT_SIZE, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, **s,
-                joint_attention_dim=2 * text_width,  # CLIP 1 and CLIP 2 side by side; no T5 to pad to
-                pooled_projection_dim=2 * text_width,  # the two pooled vectors side by side
-                caption_projection_dim=width,  # text tokens enter the joint attention at the image tokens' width
-                pos_embed_max_size=LATENT_SIZE // s["patch_size"])
+    """``SD3Transformer2DModel`` settings of a size, for 4 x 8 x 8 latents and two ``text_width``-wide CLIPs."""
+    return sd3.transformer_config(text_width, **SIZES[size])
 
 
-def assemble(vae, tokenizer, encoder, transformer, shift: float) -> StableDiffusion3Pipeline:
-    """diffusers' ``StableDiffusion3Pipeline`` from the tiny parts: one CLIP as both CLIP encoders, no T5."""
-    pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=shift),
-                                    vae=vae, text_encoder=encoder, tokenizer=tokenizer, text_encoder_2=encoder,
-                                    tokenizer_2=tokenizer, text_encoder_3=None, tokenizer_3=None)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+assemble, clip_with_projection, flow_matching_loss = sd3.assemble, sd3.clip_with_projection, sd3.flow_matching_loss
+sigmas_for = sd3.shifted_sigmas
 
 
 # --- The text encoding and the training step, written out -------------------------------------------------------
@@ -165,34 +139,10 @@ def assemble(vae, tokenizer, encoder, transformer, shift: float) -> StableDiffus
 
 @torch.no_grad()
 def encode_by_hand(tokenizer, encoder, prompts: list[str], t5_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """What ``pipe.encode_prompt`` gives for the tiny parts: the penultimate hidden states of both CLIP encoders
-    side by side (here the same encoder twice), then ``t5_tokens`` zero tokens; the pooled vectors side by side."""
-    out = encoder(tiny_sd.token_ids(tokenizer, prompts), output_hidden_states=True)
-    hidden, pooled = out.hidden_states[-2], out.text_embeds
-    tokens = torch.cat([hidden, hidden], dim=-1)
-    tokens = torch.cat([tokens, tokens.new_zeros(len(prompts), t5_tokens, tokens.shape[-1])], dim=1)
-    return tokens, torch.cat([pooled, pooled], dim=-1)
-
-
-def sigmas_for(u: torch.Tensor, shift: float, n: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """The noise level and timestep of a training draw u in (0, 1): index floor(u n) into the shifted table."""
-    s = 1 - (u * n).long().float() / n  # the table runs from sigma 1 (index 0) down to 1/n
-    sigma = shift * s / (1 + (shift - 1) * s)
-    return sigma, sigma * n
-
-
-def flow_matching_loss(transformer, x0: torch.Tensor, text: torch.Tensor, pooled: torch.Tensor, shift: float,
-                       generator: torch.Generator) -> torch.Tensor:
-    """SD3's loss on clean latents x0: logit-normal t, shifted; x_t = (1 - s) x0 + s noise; target noise - x0."""
-    u = compute_density_for_timestep_sampling("logit_normal", len(x0), logit_mean=0.0, logit_std=1.0,
-                                              generator=generator)
-    sigma, timestep = sigmas_for(u, shift)
-    noise = torch.randn(x0.shape, generator=generator)
-    s = sigma.view(-1, 1, 1, 1)
-    x_t = (1 - s) * x0 + s * noise
-    prediction = transformer(hidden_states=x_t, timestep=timestep, encoder_hidden_states=text,
-                             pooled_projections=pooled, return_dict=False)[0]
-    return F.mse_loss(prediction, noise - x0)
+    """What ``pipe.encode_prompt`` gives for the tiny parts (``course_utils.sd3.encode_captions``), then
+    ``t5_tokens`` zero tokens in the dropped T5's place."""
+    tokens, pooled = sd3.encode_captions(tokenizer, encoder, prompts)
+    return torch.cat([tokens, tokens.new_zeros(len(prompts), t5_tokens, tokens.shape[-1])], dim=1), pooled
 
 
 # --- Checks ------------------------------------------------------------------------------------------------------
@@ -208,9 +158,9 @@ def check_pipeline(parts: dict, size: str, shift: float, folder: Path) -> dict:
     torch.manual_seed(0)
     transformer = SD3Transformer2DModel(**transformer_config(size, encoder.config.hidden_size))
     found = {}
-    # 1. The VAE's saved shift_factor (null) breaks the pipeline's decoding.
-    vae.register_to_config(shift_factor=None)
+    # 1. The VAE's saved shift_factor (null) breaks the pipeline's decoding (assemble sets 0.0: undo it).
     pipe = assemble(vae, tokenizer, encoder, transformer, shift)
+    vae.register_to_config(shift_factor=None)
     try:
         pipe("a red butterfly", height=32, width=32, num_inference_steps=1, max_sequence_length=0, output_type="pt")
         found["vae_shift_factor_null"] = "works"

@@ -146,7 +146,7 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
 
     from course_utils import sd3
     from course_utils.data import data_dir
-    from course_utils.files import atomic_folder
+    from course_utils.files import atomic_folder, forget_source
 
     recipe = RECIPES[name]
     script = importlib.import_module(f"course_utils.{recipe.script}")
@@ -173,6 +173,7 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
         pipeline.vae.to(torch.float16)
         denoiser.to(torch.float16)
         pipeline.save_pretrained(tmp, safe_serialization=True)
+        forget_source(tmp)  # the configs would name this machine's run folder
         shown = [a.replace(str(run_dir), "<run>") for a in args]
         record = dict(
             name=name, command=f"python -m course_tools.pretrained --retrain {name}" + _where(out, name),
