@@ -10,6 +10,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 
@@ -69,6 +70,24 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, total_lim
                 shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+def end_step(args, accelerator: Accelerator, optimizer, schedule, log: TrainingLog, folder: Path, step: int,
+             total: int, running: list[float], bar) -> None:
+    """After a backward pass (``train_text_to_image``, ``train_sd3``): the optimizer's and the schedule's step; the
+    running mean loss logged (at step 1, every 50 steps and the last); a checkpoint into ``folder`` every
+    ``--checkpointing_steps`` (not at the end: the script saves its model)."""
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad()
+    bar.update(1)
+    if step == 1 or step % 50 == 0 or step == total:
+        log.add(step, float(np.mean(running)))
+        bar.set_postfix(loss=f"{np.mean(running):.5f}")
+        running.clear()
+    if step % args.checkpointing_steps == 0 and step < total:
+        log.save()
+        save_checkpoint(accelerator, folder, step, args.checkpoints_total_limit, about={"seconds": log.seconds()})
 
 
 def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> tuple[int, dict]:

@@ -39,7 +39,7 @@ from . import sd3, tiny_sd, train_checks
 from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems
 from .data import butterfly_attributes
 from .metrics import drawn_butterflies
-from .runs import TrainingLog, load_checkpoint, resume_path, save_checkpoint, save_pipeline_into
+from .runs import TrainingLog, end_step, load_checkpoint, resume_path, save_pipeline_into
 from .train_controlnet import batch_generator, default_base
 
 CHECKPOINTS = "checkpoints"
@@ -136,20 +136,10 @@ def main(argv: list[str] | None = None) -> Path:
                                           g, args.logit_mean, args.logit_std)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(transformer.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
         step += 1
-        bar.update(1)
         running.append(loss.item())
-        if step == 1 or step % 50 == 0 or step == args.max_train_steps:
-            log.add(step, float(np.mean(running)))
-            bar.set_postfix(loss=f"{np.mean(running):.5f}")
-            running.clear()
-        if step % args.checkpointing_steps == 0 and step < args.max_train_steps:
-            log.save()
-            save_checkpoint(accelerator, out / CHECKPOINTS, step, args.checkpoints_total_limit,
-                            about={"seconds": log.seconds()})
+        end_step(args, accelerator, optimizer, schedule, log, out / CHECKPOINTS, step, args.max_train_steps, running,
+                 bar)
     bar.close()
 
     log.finish(args, parameters={k: sum(p.numel() for p in m.parameters()) for k, m in

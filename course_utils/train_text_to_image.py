@@ -48,7 +48,7 @@ from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_pro
 from .data import butterfly_attributes
 from .files import atomic_folder
 from .metrics import drawn_butterflies
-from .runs import LOG_FILE, TrainingLog, list_checkpoints, load_checkpoint, save_checkpoint, save_pipeline_into
+from .runs import LOG_FILE, TrainingLog, end_step, list_checkpoints, load_checkpoint, save_pipeline_into
 
 STAGES = ("vae", "unet")
 
@@ -156,24 +156,6 @@ def _restore(accelerator: Accelerator, checkpoint: Path | None, log: TrainingLog
     return step
 
 
-def _end_step(args, accelerator: Accelerator, optimizer, schedule, log: TrainingLog, stage: str, step: int,
-              total: int, running: list[float], bar) -> None:
-    """After a backward pass: the optimizer's and the schedule's step; the running mean loss logged (at step 1,
-    every 50 steps and the last); a checkpoint every ``--checkpointing_steps`` (not at the end: the stage saves)."""
-    optimizer.step()
-    schedule.step()
-    optimizer.zero_grad()
-    bar.update(1)
-    if step == 1 or step % 50 == 0 or step == total:
-        log.add(step, float(np.mean(running)))
-        bar.set_postfix(loss=f"{np.mean(running):.5f}")
-        running.clear()
-    if step % args.checkpointing_steps == 0 and step < total:
-        log.save()
-        save_checkpoint(accelerator, args.output_dir / f"checkpoints-{stage}", step, args.checkpoints_total_limit,
-                        about={"seconds": log.seconds()})
-
-
 def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpoint: Path | None,
               log: TrainingLog) -> None:
     """Stage 1: L1 reconstruction + kl_weight * KL; then measure the scaling factor and save ``<out>/vae``."""
@@ -201,7 +183,8 @@ def train_vae(args, accelerator: Accelerator, vae, images: torch.Tensor, checkpo
                     p.grad = accelerator.reduce(p.grad, reduction="mean")
         step += 1
         running.append(loss.item())
-        _end_step(args, accelerator, optimizer, schedule, log, "vae", step, args.vae_steps, running, bar)
+        end_step(args, accelerator, optimizer, schedule, log, args.output_dir / "checkpoints-vae", step,
+                 args.vae_steps, running, bar)
     bar.close()
     log.save()  # before the VAE: it marks the stage done
     if accelerator.is_main_process:
@@ -254,7 +237,8 @@ def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.T
         accelerator.clip_grad_norm_(params, 1.0)
         step += 1
         running.append(loss.item())
-        _end_step(args, accelerator, optimizer, schedule, log, "unet", step, args.max_train_steps, running, bar)
+        end_step(args, accelerator, optimizer, schedule, log, args.output_dir / "checkpoints-unet", step,
+                 args.max_train_steps, running, bar)
     bar.close()
     log.finish(args, parameters={k: sum(p.numel() for p in m.parameters()) for k, m in
                                  (("vae", vae), ("text_encoder", text_encoder), ("unet", unet))})

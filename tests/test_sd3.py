@@ -10,7 +10,7 @@ import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
 
-from course_utils import pretrained, sd3, tiny_sd, train_sd3
+from course_utils import pretrained, runs, sd3, tiny_sd, train_sd3
 from course_utils.metrics import train_butterfly_scorer
 
 # a run of seconds: a one-block transformer, 16 drawings
@@ -88,18 +88,18 @@ def _weights(folder):
 
 def test_a_killed_run_resumes_and_ends_with_the_same_weights_bit_for_bit(tmp_path, monkeypatch):
     straight = train_sd3.main(["--output_dir", str(tmp_path / "straight"), *TINY])
-    real_save = train_sd3.save_checkpoint
+    real_save = runs.save_checkpoint
 
     def stop_after_first_checkpoint(*args, **kwargs):
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_sd3, "save_checkpoint", stop_after_first_checkpoint)
+    monkeypatch.setattr(runs, "save_checkpoint", stop_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train_sd3.main(["--output_dir", str(tmp_path / "resumed"), *TINY])
     assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-2").is_dir()
     assert not (tmp_path / "resumed" / "model_index.json").exists()
-    monkeypatch.setattr(train_sd3, "save_checkpoint", real_save)
+    monkeypatch.setattr(runs, "save_checkpoint", real_save)
     resumed = train_sd3.main(["--output_dir", str(tmp_path / "resumed"), *TINY, "--resume_from_checkpoint", "latest"])
     a, b = _weights(straight), _weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from course_utils import metrics, pretrained, tiny_sd, train_checks, train_text_to_image
+from course_utils import metrics, pretrained, runs, tiny_sd, train_checks, train_text_to_image
 from course_utils.data import BACKGROUNDS, WING_COLOURS, butterfly_attributes
 from course_utils.sampling import ddim_invert, ddim_regenerate
 
@@ -146,7 +146,7 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatc
     straight = train_text_to_image.main(["--output_dir", str(tmp_path / "straight"), *TINY])
     # the same run, stopped after the U-Net's first checkpoint (the VAE stage had finished), then resumed
     calls = {"n": 0}
-    real_save = train_text_to_image.save_checkpoint
+    real_save = runs.save_checkpoint
 
     def stop_after_unet_checkpoint(accelerator, folder, step, *args, **kwargs):
         out = real_save(accelerator, folder, step, *args, **kwargs)
@@ -155,12 +155,12 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatc
             raise KeyboardInterrupt
         return out
 
-    monkeypatch.setattr(train_text_to_image, "save_checkpoint", stop_after_unet_checkpoint)
+    monkeypatch.setattr(runs, "save_checkpoint", stop_after_unet_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train_text_to_image.main(["--output_dir", str(tmp_path / "resumed"), *TINY])
     assert (tmp_path / "resumed" / "checkpoints-unet" / "checkpoint-2").is_dir()
     assert not (tmp_path / "resumed" / "model_index.json").exists()
-    monkeypatch.setattr(train_text_to_image, "save_checkpoint", real_save)
+    monkeypatch.setattr(runs, "save_checkpoint", real_save)
     resumed = train_text_to_image.main(["--output_dir", str(tmp_path / "resumed"), *TINY,
                                         "--resume_from_checkpoint", "latest"])
     a, b = _weights(straight), _weights(resumed)

@@ -47,7 +47,7 @@ LANDING = {"en": "index", "zh": "zh/index"}
 # not named here, or whose cell shows no picture in the run, gets its first picture shaped like a card.
 PICTURES = {"00": "c012", "01": "c032", "02": "c024", "03": "c032p1", "04": "c019", "05": "c020", "06": "c017",
             "07": "c009", "08": "c8-colours-run", "09": "c016", "10": "c010", "11": "0bff81a6", "12": "c029c",
-            "14": "c025"}
+            "13": "c042", "14": "c025"}
 WORDS = {
     "en": {"missing": "not executed", "run": "Outputs from the {profile} profile's run on {device}, {date}",
            "unrecorded": "Outputs from a run in {folder}/ (profile not recorded), {date}",
