@@ -1,5 +1,6 @@
 """Draw the course's diagrams into images/: the sampling pipeline, chapter 1's BasicUNet, one DDIM step
-(chapters 6 and 9), chapter 7's guidance, the parts of Stable Diffusion (chapter 8), DDIM inversion (chapter 9).
+(chapters 6 and 9), chapter 7's guidance, the parts of Stable Diffusion (chapter 8), DDIM inversion (chapter 9), a
+DiT block and an MM-DiT block (chapter 13).
 
     python images/draw_diagrams.py
 """
@@ -233,6 +234,57 @@ def ddim_inversion() -> Path:
     return save(fig, "ddim_inversion.png")
 
 
+def dit_blocks() -> Path:
+    """Chapter 13: a DiT block (adaLN-Zero: shift, scale, gate from the conditioning vector) beside an MM-DiT block
+    (two streams with their own weights, one joint attention)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 6.2), gridspec_kw=dict(width_ratios=[1, 1.45]))
+    for ax in (left, right):
+        ax.axis("off")
+    left.set(xlim=(0, 5.2), ylim=(0, 10.4), title="DiT block (chapter 13's TinyDiT, diffusers' DiTTransformer2DModel)")
+    grey, blue, yellow, green = "#eeeeee", "#cfe2ff", "#fff3bf", "#d4edda"
+    box(left, 0.2, 0.2, 3.0, 0.6, "tokens x (N, T, W)", grey)
+    steps = [(1.3, "LayerNorm (no weights)", grey), (2.2, "× (1 + scale₁) + shift₁", yellow),
+             (3.1, "self-attention over the T tokens", blue), (4.0, "× gate₁, then + x", yellow),
+             (5.3, "LayerNorm (no weights)", grey), (6.2, "× (1 + scale₂) + shift₂", yellow),
+             (7.1, "MLP on each token", green), (8.0, "× gate₂, then + x", yellow)]
+    for y, text, colour in steps:
+        box(left, 0.2, y, 3.0, 0.6, text, colour)
+    for (y0, *_), (y1, *_) in zip([(0.2,)] + steps[:-1], steps, strict=True):
+        arrow(left, (1.7, y0 + 0.6), (1.7, y1))
+    box(left, 0.2, 9.2, 3.0, 0.6, "tokens out: the same shape", grey)
+    arrow(left, (1.7, 8.6), (1.7, 9.2))
+    box(left, 3.6, 4.2, 1.4, 1.6, "c = MLP(t)\n+ label row\n→ Linear\n→ 6 vectors", yellow)
+    for y in (2.5, 4.3, 6.5, 8.3):
+        left.add_patch(FancyArrowPatch((3.6, 5.0), (3.2, y), arrowstyle="-|>", mutation_scale=10, lw=0.9,
+                                       color="#9c7a00"))
+    left.text(2.5, -0.2, "adaLN-Zero: the Linear starts at zero, so gate = 0 and the block starts as the identity",
+              ha="center", fontsize=8, style="italic")
+
+    right.set(xlim=(0, 8.6), ylim=(0, 10.4), title="MM-DiT block (SD3's SD3Transformer2DModel)")
+    for x, name, colour in ((0.1, "image tokens (N, T, W)", blue), (5.2, "caption tokens (N, L, W)", "#e2d4f0")):
+        box(right, x, 0.2, 3.3, 0.6, name, colour)
+        box(right, x, 1.3, 3.3, 0.6, "LayerNorm, modulate", yellow)
+        box(right, x, 2.4, 3.3, 0.6, "own Q, K, V projections", colour)
+        box(right, x, 5.2, 3.3, 0.6, "own output proj., × gate, +", colour)
+        box(right, x, 6.3, 3.3, 0.6, "modulate, own MLP, × gate, +", yellow)
+        box(right, x, 7.6, 3.3, 0.6, name.split(" (")[0] + " out", colour)
+        for y0, y1 in ((0.8, 1.3), (1.9, 2.4), (5.8, 6.3), (6.9, 7.6)):
+            arrow(right, (x + 1.65, y0), (x + 1.65, y1))
+    box(right, 1.9, 3.6, 4.8, 0.8, "one attention over all T + L tokens\n(Q, K, V of both streams concatenated)",
+        green)
+    arrow(right, (1.75, 3.0), (2.9, 3.6))
+    arrow(right, (6.85, 3.0), (5.7, 3.6))
+    arrow(right, (2.9, 4.4), (1.75, 5.2), "T")
+    arrow(right, (5.7, 4.4), (6.85, 5.2), "L")
+    box(right, 3.0, 8.9, 2.6, 1.0, "c = MLP(t)\n+ pooled caption\n(modulates both streams)", yellow)
+    for x in (1.75, 6.85):  # the conditioning modulates every LayerNorm of both streams (drawn: to the top ones)
+        right.add_patch(FancyArrowPatch((4.3, 8.9), (x, 6.9), arrowstyle="-|>", mutation_scale=10, lw=0.9,
+                                        color="#9c7a00"))
+    right.text(4.3, -0.2, "no cross-attention: words and patches meet in the joint attention", ha="center",
+               fontsize=8, style="italic")
+    return save(fig, "dit_blocks.png")
+
+
 if __name__ == "__main__":
-    for path in (pipeline(), basic_unet(), guidance(), ddim_step(), sd_parts(), ddim_inversion()):
+    for path in (pipeline(), basic_unet(), guidance(), ddim_step(), sd_parts(), ddim_inversion(), dit_blocks()):
         print("wrote", path)
