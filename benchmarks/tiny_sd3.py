@@ -4,8 +4,9 @@
     python benchmarks/tiny_sd3.py --train_minutes 5        # ... and a short smoke training of --train_size
     python benchmarks/tiny_sd3.py --timing_steps 2 --sizes s --tag smoke    # end to end in a minute
 
-Groundwork for a chapter on SD3 in miniature (latent flow matching with an MM-DiT). It answers, with code that
-runs, how the course's ``tiny-sd-butterflies`` parts go into diffusers' real ``StableDiffusion3Pipeline``:
+The measurements behind chapter 13's tiny SD3 (latent flow matching with an MM-DiT; ``course_utils.sd3`` holds the
+parts it checks, and ``tiny-sd3-butterflies`` ships the recipe it chose). It answers, with code that runs, how the
+course's ``tiny-sd-butterflies`` parts go into diffusers' real ``StableDiffusion3Pipeline``:
 
 - the VAE: ``tiny-sd-butterflies``' ``AutoencoderKL`` as it is (4 x 8 x 8 latents of a 32 px image; the pipeline's
   ``vae_scale_factor`` is 4 from its three blocks), with ``shift_factor`` set to 0.0 in its config. Its saved
@@ -63,7 +64,7 @@ Findings (diffusers 0.42.1, transformers 5.23.0; records of 2026-12-07, one thre
   ``encode_prompt``; a plain ``from_pretrained(folder)`` -> "ValueError: Pipeline ... expected [...,
   'text_encoder_3', ..., 'tokenizer_3', ...] but only {...} were passed" (``save_pretrained`` logs
   "text_encoder_3=None ... cannot be saved"; model_index.json holds [null, null]): pass both as None when loading
-  (``course_utils.pretrained.load`` would). transformers 5's ``CLIPTextModel`` holds its parts at the top level
+  (``course_utils.sd3.load_sd3`` does). transformers 5's ``CLIPTextModel`` holds its parts at the top level
   (``embeddings.*``), so its weights go into ``CLIPTextModelWithProjection.text_model``.
 - sizes, float16 files, seconds per step at batch 32 on one thread (two timing runs on a busy machine): s (patch
   2, 4 layers, 128 wide) 2.30 M parameters, 4.6 MB, 0.10-0.17 s; m (patch 1, 4 layers, 128 wide) 2.29 M, 4.6 MB,
