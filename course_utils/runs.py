@@ -90,6 +90,18 @@ def end_step(args, accelerator: Accelerator, optimizer, schedule, log: TrainingL
         save_checkpoint(accelerator, folder, step, args.checkpoints_total_limit, about={"seconds": log.seconds()})
 
 
+def finish_run(args, accelerator: Accelerator, log: TrainingLog, checkpoints: Path, save, **facts) -> None:
+    """The end of a run (``train_controlnet``, ``train_sd3``): the log's facts, the model saved by the main process
+    (``save()``), then the log (a run is done once its model is saved) and the checkpoints removed."""
+    log.finish(args, **facts)
+    if accelerator.is_main_process:
+        save()
+    log.save()
+    if accelerator.is_main_process:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
 def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> tuple[int, dict]:
     """Load a checkpoint into the prepared objects; the step it was taken at and its ``course_model.json``."""
     accelerator.load_state(str(checkpoint))

@@ -30,7 +30,6 @@ problem, exit code 2.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -55,7 +54,7 @@ from .controlnet import (
 )
 from .data import butterfly_attributes
 from .files import atomic_folder
-from .runs import TrainingLog, load_checkpoint, resume_path, save_checkpoint
+from .runs import TrainingLog, finish_run, load_checkpoint, resume_path, save_checkpoint
 
 HELD_OUT = 300_000  # validation controls come from drawings from this index on, never in training
 CHECKPOINTS = "checkpoints"
@@ -206,14 +205,11 @@ def main(argv: list[str] | None = None) -> Path:
                             about={"seconds": log.seconds()})
     bar.close()
 
-    log.finish(args, parameters=sum(p.numel() for p in model.parameters()))
-    if accelerator.is_main_process:
+    def save() -> None:
         with atomic_folder(out / MODEL_FOLDERS[design], replace=True) as tmp:
             accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
-    log.save()  # the run is done once its model is saved
-    if accelerator.is_main_process:
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    accelerator.wait_for_everyone()
+
+    finish_run(args, accelerator, log, out / CHECKPOINTS, save, parameters=sum(p.numel() for p in model.parameters()))
     return out
 
 

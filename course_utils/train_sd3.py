@@ -25,7 +25,6 @@ the same batches as an uninterrupted one. Every flag is checked before anything 
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from . import sd3, tiny_sd, train_checks
 from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems
 from .data import butterfly_attributes
 from .metrics import drawn_butterflies
-from .runs import TrainingLog, end_step, load_checkpoint, resume_path, save_pipeline_into
+from .runs import TrainingLog, end_step, finish_run, load_checkpoint, resume_path, save_pipeline_into
 from .train_controlnet import batch_generator, default_base
 
 CHECKPOINTS = "checkpoints"
@@ -142,16 +141,13 @@ def main(argv: list[str] | None = None) -> Path:
                  bar)
     bar.close()
 
-    log.finish(args, parameters={k: sum(p.numel() for p in m.parameters()) for k, m in
-                                 (("vae", vae), ("text_encoder", encoder), ("transformer", transformer))})
-    if accelerator.is_main_process:
-        pipe = sd3.assemble(vae.cpu(), tokenizer, encoder.cpu(), accelerator.unwrap_model(transformer).eval().cpu(),
-                            args.flow_shift)
-        save_pipeline_into(pipe, out)
-    log.save()  # the run is done once its pipeline is saved
-    if accelerator.is_main_process:
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    def save() -> None:
+        save_pipeline_into(sd3.assemble(vae.cpu(), tokenizer, encoder.cpu(),
+                                        accelerator.unwrap_model(transformer).eval().cpu(), args.flow_shift), out)
+
+    finish_run(args, accelerator, log, out / CHECKPOINTS, save, parameters={
+        k: sum(p.numel() for p in m.parameters()) for k, m in (("vae", vae), ("text_encoder", encoder),
+                                                               ("transformer", transformer))})
     return out
 
 
