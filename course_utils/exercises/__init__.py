@@ -19,6 +19,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 TODO = "Fill me in / 请在这里填写"  # what a stub raises: raise NotImplementedError(TODO)
 MARKS = {"right": "✅ Right / 正确", "wrong": "❌ Not yet right / 还不对", "not done": "⏳ Not done yet / 尚未完成"}
@@ -74,6 +78,15 @@ def checked(check: Callable[..., Verdict]) -> Callable[..., Verdict]:
         return verdict
 
     return run
+
+
+def one_value_each(got, want: torch.Tensor, what_en: str, what_zh: str
+                   ) -> tuple[torch.Tensor | None, Verdict | None]:
+    """``got`` as a float64 tensor of ``want``'s shape (any shape with one value per entry of ``want`` is
+    accepted: (n,), (n, 1, 1, 1), ...), or the "wrong shape" verdict."""
+    if hasattr(got, "shape") and hasattr(got, "numel") and got.numel() == want.numel():
+        return got.detach().double().cpu().reshape(want.shape), None
+    return None, wrong_shape(got, want, what_en, what_zh)
 
 
 def wrong_shape(got, want, what_en: str, what_zh: str) -> Verdict | None:

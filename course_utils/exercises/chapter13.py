@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from . import Verdict, checked, right, wrong, wrong_shape
+from . import Verdict, checked, one_value_each, right, wrong, wrong_shape
 
 PATCH_CASES = (((2, 3, 8, 8), 2), ((2, 3, 8, 8), 4), ((1, 4, 6, 4), 2))  # the last one is not square
 
@@ -299,13 +299,6 @@ def check_joint_attention(joint_attention: Callable) -> Verdict:
                  f"d = {ATTENTION_WIDTH // HEADS}，在图像和文本 token 合在一起上计算")
 
 
-def _as_u(got, u: torch.Tensor, what_en: str, what_zh: str) -> tuple[torch.Tensor | None, Verdict | None]:
-    """``got`` as a float64 tensor of u's shape (any shape with one value per draw is accepted), or a verdict."""
-    if hasattr(got, "shape") and hasattr(got, "numel") and got.numel() == u.numel():
-        return got.detach().double().cpu().reshape(u.shape), None
-    return None, wrong_shape(got, u, what_en, what_zh)
-
-
 @checked
 def check_sd3_noise_level(sd3_noise_level: Callable) -> Verdict:
     """Exercise 4: ``sd3_noise_level(u, shift)`` -> (sigma, timestep) for training draws ``u`` in (0, 1): the entry
@@ -323,10 +316,10 @@ def check_sd3_noise_level(sd3_noise_level: Callable) -> Verdict:
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             return wrong("sd3_noise_level should return two tensors, (sigma, timestep)",
                          "sd3_noise_level 应返回两个张量 (sigma, timestep)")
-        sigma, off = _as_u(out[0], u, "sigma", "sigma ")
+        sigma, off = one_value_each(out[0], u, "sigma", "sigma ")
         if off is not None:
             return off
-        timestep, off = _as_u(out[1], u, "timestep", "timestep ")
+        timestep, off = one_value_each(out[1], u, "timestep", "timestep ")
         if off is not None:
             return off
         if not torch.allclose(sigma, want_sigma, atol=1e-5):

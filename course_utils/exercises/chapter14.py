@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import Verdict, checked, right, wrong, wrong_shape
+from . import Verdict, checked, one_value_each, right, wrong, wrong_shape
 
 TIMESTEPS = (0, 1, 5, 19, 100, 999)  # the boundary, its first steps, the 50-step grid's first point, the noisy end
 
@@ -18,13 +18,6 @@ TIMESTEPS = (0, 1, 5, 19, 100, 999)  # the boundary, its first steps, the 50-ste
 def _formula(t: torch.Tensor, scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
     scaled = scaling * t.double()
     return 0.25 / (scaled**2 + 0.25), scaled / (scaled**2 + 0.25) ** 0.5
-
-
-def _as_t(got, t: torch.Tensor, what_en: str, what_zh: str) -> tuple[torch.Tensor | None, Verdict | None]:
-    """``got`` as a float tensor of t's shape (any shape with one value per timestep is accepted), or a verdict."""
-    if hasattr(got, "shape") and hasattr(got, "numel") and got.numel() == t.numel():
-        return got.detach().double().cpu().reshape(t.shape), None
-    return None, wrong_shape(got, t, what_en, what_zh)
 
 
 @checked
@@ -38,10 +31,10 @@ def check_lcm_scalings(lcm_scalings: Callable) -> Verdict:
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         return wrong("lcm_scalings should return two tensors, (c_skip, c_out)",
                      "lcm_scalings 应返回两个张量 (c_skip, c_out)")
-    c_skip, off = _as_t(out[0], t, "c_skip", "c_skip ")
+    c_skip, off = one_value_each(out[0], t, "c_skip", "c_skip ")
     if off is not None:
         return off
-    c_out, off = _as_t(out[1], t, "c_out", "c_out ")
+    c_out, off = one_value_each(out[1], t, "c_out", "c_out ")
     if off is not None:
         return off
     if not (abs(float(c_skip[0]) - 1) < 1e-6 and abs(float(c_out[0])) < 1e-6):
