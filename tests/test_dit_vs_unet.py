@@ -2,6 +2,7 @@
 Euler sampler, get scored and timed, and the record and pictures are written; bad flags are refused together."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import dit_vs_unet  # noqa: E402
 def test_a_smoke_run_writes_both_models_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(dit_vs_unet, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(dit_vs_unet, "PICTURES", tmp_path / "pictures")
+    # the digit classifier from the session's cache (tests/conftest.py), trained once for every test and notebook
+    monkeypatch.setenv("COURSE_DATA_DIR", os.environ["COURSE_TESTS_SESSION_DATA_DIR"])
     result = dit_vs_unet.main(["--minutes", "0.02", "--n", "20", "--batch", "8", "--steps", "2", "--sizes", "28",
                                "--patches", "4", "--speed_steps", "1", "--tag", "smoke"])
     record = json.loads(next((tmp_path / "results").glob("dit_vs_unet-smoke-*.json")).read_text())

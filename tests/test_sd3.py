@@ -19,6 +19,12 @@ TINY = ["--num_images", "16", "--max_train_steps", "4", "--train_batch_size", "4
 
 
 @pytest.fixture(scope="module")
+def reader():
+    """The butterfly reader, trained once per test session (module fixtures see the session's data folder)."""
+    return train_butterfly_scorer()
+
+
+@pytest.fixture(scope="module")
 def parts():
     base = pretrained.load("tiny-sd-butterflies")
     encoder = sd3.clip_with_projection(base.text_encoder)
@@ -124,9 +130,8 @@ def test_the_shipped_pipeline_loads_offline_with_diffusers_alone_and_draws_two_c
     assert done.stdout.strip().splitlines()[-1] == "(2, 3, 32, 32) torch.float32"
 
 
-def test_the_shipped_pipeline_draws_the_wing_and_background_colours_its_caption_names():
+def test_the_shipped_pipeline_draws_the_wing_and_background_colours_its_caption_names(reader):
     pipe = pretrained.load("tiny-sd3-butterflies")
-    reader = train_butterfly_scorer()
     drawn, attrs = tiny_sd.held_out_drawings(24)
     x = tiny_sd.generate(pipe, [a.caption for a in attrs], 1.0, 10, **sd3.NO_T5)  # unguided: one call a step
     wings = sum(w == a.wing for w, a in zip(reader.wing_colours(x), attrs, strict=True)) / len(attrs)
