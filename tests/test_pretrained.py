@@ -76,7 +76,7 @@ def test_unknown_name_says_what_ships():
 
 
 def test_digits_28_draws_digits(digit_scorer):
-    x = pretrained.ddim_samples(pretrained.load("digits-28"), 60, steps=20)
+    x = pretrained.ddim_samples(pretrained.load("digits-28"), 40, steps=10)  # its card: 88 % confident at 8 steps
     scores = digit_scorer.score(x)
     assert scores["confident"] >= 0.6 and scores["classes"] >= 8, scores
 
