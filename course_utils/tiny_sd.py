@@ -223,6 +223,22 @@ def encode_images(vae, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def latent_posteriors(vae, images: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The VAE's latent distribution (mean, std) of each image in [-1, 1], encoded once in batches of 250 on
+    ``device``; a training step draws from them (``sample_latents``), as the training scripts do."""
+    posteriors = [vae.encode(batch.to(device)).latent_dist for batch in images.split(250)]
+    return torch.cat([p.mean for p in posteriors]), torch.cat([p.std for p in posteriors])
+
+
+def sample_latents(vae, mean: torch.Tensor, std: torch.Tensor, index: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+    """One draw from the posteriors ``index`` (the noise from ``generator``, on the CPU), times the VAE's scaling
+    factor: the latents the denoiser learns on."""
+    noise = torch.randn(mean[index].shape, generator=generator).to(mean.device)
+    return (mean[index] + std[index] * noise) * vae.config.scaling_factor
+
+
+@torch.no_grad()
 def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
     """Scaled latents -> images (N, 3, H, W) in [0, 1] on the CPU."""
     return ((vae.decode(latents / vae.config.scaling_factor).sample.float() + 1) / 2).clamp(0, 1).cpu()

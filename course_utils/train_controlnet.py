@@ -134,9 +134,7 @@ def main(argv: list[str] | None = None) -> Path:
     accelerator.print(f"drawing {args.num_images} posed butterflies at {size} px ...")
     images, controls = posed_butterflies(range(args.num_images), size=size, seed=args.seed)
     conditions = depth_maps(controls) if design == "depth" else controls
-    with torch.no_grad():  # the drawings' latent distributions, once: each step samples from them
-        posteriors = [vae.encode(b.to(accelerator.device) * 2 - 1).latent_dist for b in images.split(250)]
-    mean, std = torch.cat([p.mean for p in posteriors]), torch.cat([p.std for p in posteriors])
+    mean, std = tiny_sd.latent_posteriors(vae, images * 2 - 1, accelerator.device)  # once: each step samples them
     attrs = [butterfly_attributes(i, args.seed) for i in range(args.num_images)]
     held = range(HELD_OUT, HELD_OUT + args.num_validation_images)
     val_controls = posed_butterflies(held, size=size, seed=args.seed)[1]
@@ -172,8 +170,7 @@ def main(argv: list[str] | None = None) -> Path:
         g = batch_generator(args.seed, step, accelerator.process_index)
         rng = np.random.default_rng(g.initial_seed())
         idx = torch.randint(len(mean), (args.train_batch_size,), generator=g)
-        latents = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g).to(mean.device))
-        latents = latents * vae.config.scaling_factor
+        latents = tiny_sd.sample_latents(vae, mean, std, idx, g)
         noise = torch.randn(latents.shape, generator=g).to(latents.device)
         t = torch.randint(noise_scheduler.config.num_train_timesteps, (len(idx),), generator=g).to(latents.device)
         prompts = [tiny_sd.random_caption(attrs[i].wing, attrs[i].background, rng) for i in idx.tolist()]

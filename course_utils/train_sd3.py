@@ -100,9 +100,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     accelerator.print(f"drawing {args.num_images} butterflies ...")
     images = drawn_butterflies(range(args.num_images), size=vae.config.sample_size) * 2 - 1
-    with torch.no_grad():  # the drawings' latent distributions, once: each step samples from them
-        posteriors = [vae.encode(b.to(accelerator.device)).latent_dist for b in images.split(250)]
-    mean, std = torch.cat([p.mean for p in posteriors]), torch.cat([p.std for p in posteriors])
+    mean, std = tiny_sd.latent_posteriors(vae, images, accelerator.device)  # once: each step samples from them
     attrs = [butterfly_attributes(i) for i in range(args.num_images)]
     grammar = tiny_sd.all_captions()  # the frozen encoder's output for every caption there is, once
     table_text, table_pooled = sd3.encode_captions(tokenizer, encoder, grammar)
@@ -126,8 +124,7 @@ def main(argv: list[str] | None = None) -> Path:
         g = batch_generator(args.seed, step, accelerator.process_index)
         rng = np.random.default_rng(g.initial_seed())
         idx = torch.randint(len(mean), (args.train_batch_size,), generator=g)
-        x0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g).to(mean.device))
-        x0 = x0 * vae.config.scaling_factor
+        x0 = tiny_sd.sample_latents(vae, mean, std, idx, g)
         which = torch.tensor([row[tiny_sd.random_caption(attrs[i].wing, attrs[i].background, rng)]
                               for i in idx.tolist()])
         with accelerator.autocast():

@@ -205,10 +205,7 @@ def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.T
     unet, text_encoder, tokenizer, noise_scheduler = (parts[k] for k in ("unet", "text_encoder", "tokenizer",
                                                                          "noise_scheduler"))
     vae.requires_grad_(False).eval().to(accelerator.device)
-    with torch.no_grad():  # the drawings' latent distributions, once: each step samples from them
-        posteriors = [vae.encode(b.to(accelerator.device)).latent_dist for b in images.split(250)]
-    mean, std = torch.cat([p.mean for p in posteriors]), torch.cat([p.std for p in posteriors])
-    scale = vae.config.scaling_factor
+    mean, std = tiny_sd.latent_posteriors(vae, images, accelerator.device)  # once: each step samples from them
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=1e-2)
     n = accelerator.num_processes  # a prepared schedule steps once per process per update
@@ -224,7 +221,7 @@ def train_unet(args, accelerator: Accelerator, vae, parts: dict, images: torch.T
         g = batch_generator(args, "unet", step, accelerator.process_index)
         rng = np.random.default_rng(g.initial_seed())
         idx = torch.randint(len(mean), (args.train_batch_size,), generator=g)
-        latents = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g).to(mean.device)) * scale
+        latents = tiny_sd.sample_latents(vae, mean, std, idx, g)
         noise = torch.randn(latents.shape, generator=g).to(latents.device)
         t = torch.randint(noise_scheduler.config.num_train_timesteps, (len(idx),), generator=g).to(latents.device)
         prompts = [tiny_sd.random_caption(attrs[i].wing, attrs[i].background, rng) for i in idx.tolist()]
