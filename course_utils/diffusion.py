@@ -55,7 +55,7 @@ class ClassDiT(torch.nn.Module):
                  num_layers: int = 4, num_attention_heads: int = 4, attention_head_dim: int = 32):
         super().__init__()
         self.dit = DiTTransformer2DModel(sample_size=sample_size, patch_size=patch_size, in_channels=in_channels,
-                                         num_embeds_ada_norm=classes, norm_num_groups=1, num_layers=num_layers,
+                                         num_embeds_ada_norm=classes, num_layers=num_layers,
                                          num_attention_heads=num_attention_heads,
                                          attention_head_dim=attention_head_dim)
         for block in self.dit.transformer_blocks:
