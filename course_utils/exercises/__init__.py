@@ -89,6 +89,22 @@ def one_value_each(got, want: torch.Tensor, what_en: str, what_zh: str
     return None, wrong_shape(got, want, what_en, what_zh)
 
 
+def two_values_each(out, want: torch.Tensor, function: str, names: tuple[str, str]
+                    ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, Verdict | None]:
+    """A function's answer ``out`` that should be two tensors (``names``), each one value per entry of ``want``
+    (``one_value_each``): the pair as float64 tensors of ``want``'s shape, or the verdict on what is wrong."""
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        pair = f"({names[0]}, {names[1]})"
+        return None, wrong(f"{function} should return two tensors, {pair}", f"{function} 应返回两个张量 {pair}")
+    values = []
+    for got, name in zip(out, names, strict=True):
+        value, off = one_value_each(got, want, name, f"{name} ")
+        if off is not None:
+            return None, off
+        values.append(value)
+    return (values[0], values[1]), None
+
+
 def wrong_shape(got, want, what_en: str, what_zh: str) -> Verdict | None:
     """A "wrong" verdict when ``got`` is not a tensor of ``want``'s shape (saying what came back), else None."""
     if hasattr(got, "shape") and tuple(got.shape) == tuple(want.shape):

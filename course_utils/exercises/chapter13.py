@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from . import Verdict, checked, one_value_each, right, wrong, wrong_shape
+from . import Verdict, checked, right, two_values_each, wrong, wrong_shape
 
 PATCH_CASES = (((2, 3, 8, 8), 2), ((2, 3, 8, 8), 4), ((1, 4, 6, 4), 2))  # the last one is not square
 
@@ -312,16 +312,10 @@ def check_sd3_noise_level(sd3_noise_level: Callable) -> Verdict:
     for shift in (1.0, 3.0):
         scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
         want_sigma, want_t = scheduler.sigmas[index].double(), scheduler.timesteps[index].double()
-        out = sd3_noise_level(u.clone(), shift)
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            return wrong("sd3_noise_level should return two tensors, (sigma, timestep)",
-                         "sd3_noise_level 应返回两个张量 (sigma, timestep)")
-        sigma, off = one_value_each(out[0], u, "sigma", "sigma ")
+        pair, off = two_values_each(sd3_noise_level(u.clone(), shift), u, "sd3_noise_level", ("sigma", "timestep"))
         if off is not None:
             return off
-        timestep, off = one_value_each(out[1], u, "timestep", "timestep ")
-        if off is not None:
-            return off
+        sigma, timestep = pair
         if not torch.allclose(sigma, want_sigma, atol=1e-5):
             i = int((sigma - want_sigma).abs().argmax())
             at_en = (f"at shift {shift:g}, for u = {float(u[i]):.4f} you give σ = {float(sigma[i]):.4f}, the "

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import Verdict, checked, one_value_each, right, wrong, wrong_shape
+from . import Verdict, checked, right, two_values_each, wrong, wrong_shape
 
 TIMESTEPS = (0, 1, 5, 19, 100, 999)  # the boundary, its first steps, the 50-step grid's first point, the noisy end
 
@@ -27,16 +27,10 @@ def check_lcm_scalings(lcm_scalings: Callable) -> Verdict:
     from diffusers import LCMScheduler
 
     t = torch.tensor(TIMESTEPS)
-    out = lcm_scalings(t.clone())
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        return wrong("lcm_scalings should return two tensors, (c_skip, c_out)",
-                     "lcm_scalings 应返回两个张量 (c_skip, c_out)")
-    c_skip, off = one_value_each(out[0], t, "c_skip", "c_skip ")
+    pair, off = two_values_each(lcm_scalings(t.clone()), t, "lcm_scalings", ("c_skip", "c_out"))
     if off is not None:
         return off
-    c_out, off = one_value_each(out[1], t, "c_out", "c_out ")
-    if off is not None:
-        return off
+    c_skip, c_out = pair
     if not (abs(float(c_skip[0]) - 1) < 1e-6 and abs(float(c_out[0])) < 1e-6):
         swapped = abs(float(c_skip[0])) < 1e-6 and abs(float(c_out[0]) - 1) < 1e-6
         return wrong(f"at t = 0 you give c_skip = {float(c_skip[0]):.4g} and c_out = {float(c_out[0]):.4g}: the "
