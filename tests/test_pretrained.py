@@ -20,16 +20,11 @@ def digit_scorer():
     return train_digit_scorer()
 
 
-def _denoiser(name: str) -> str:
-    """The folder of the pipeline's denoiser: a transformer for the tiny SD3, a U-Net for the others."""
-    return "transformer" if pretrained.RECIPES[name].script == "train_sd3" else "unet"
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_each_pipeline_ships_whole_with_fp16_safetensors_and_a_card_from_its_run(name):
     folder = pretrained.path(name)
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    denoiser = _denoiser(name)
+    denoiser = pretrained.RECIPES[name].denoiser
     assert {"model_index.json", "scheduler/scheduler_config.json", f"{denoiser}/config.json",
             f"{denoiser}/diffusion_pytorch_model.safetensors", "README.md", "training.json", "scores.json",
             "samples.png"} <= files
@@ -66,7 +61,7 @@ def test_load_is_offline_and_fast(name, monkeypatch):
     start = time.perf_counter()
     pipeline = pretrained.load(name)
     assert time.perf_counter() - start < 2.0
-    assert getattr(pipeline, _denoiser(name)).dtype == torch.float32 and pipeline.device.type == "cpu"
+    assert getattr(pipeline, pretrained.RECIPES[name].denoiser).dtype == torch.float32 and pipeline.device.type == "cpu"
 
 
 def test_unknown_name_says_what_ships():

@@ -161,17 +161,15 @@ def retrain_text_to_image(name: str, steps: int | None = None, work_dir: Path | 
     with atomic_folder(out, replace=True) as tmp:
         if recipe.script == "train_sd3":
             pipeline = sd3.load_sd3(run_dir)
-            denoiser = pipeline.transformer
         else:
             from diffusers import StableDiffusionPipeline
 
             pipeline = StableDiffusionPipeline.from_pretrained(run_dir, dtype=torch.float32, use_safetensors=True)
-            denoiser = pipeline.unet
         # the VAE and the denoiser in float16; the text encoder stays float32 (0.4 MB): transformers loads weights
         # in the dtype they were saved in, diffusers loads its models in float32, and a plain from_pretrained must
         # give parts that agree
         pipeline.vae.to(torch.float16)
-        denoiser.to(torch.float16)
+        getattr(pipeline, recipe.denoiser).to(torch.float16)
         pipeline.save_pretrained(tmp, safe_serialization=True)
         forget_source(tmp)  # the configs would name this machine's run folder
         shown = [a.replace(str(run_dir), "<run>") for a in args]

@@ -46,6 +46,11 @@ class Recipe:
         """Whether a text-to-image script (``train_text_to_image`` or ``train_sd3``) makes this pipeline."""
         return self.script in ("train_text_to_image", "train_sd3")
 
+    @property
+    def denoiser(self) -> str:
+        """The pipeline's denoising model, as its folder and attribute are named: a transformer for the tiny SD3."""
+        return "transformer" if self.script == "train_sd3" else "unet"
+
 
 # The course's recipe: cosine schedule, v-prediction target, AdamW 4e-4 with warm-up and cosine decay, batch 256,
 # an EMA of the weights, bf16 on a GPU (benchmarks/README.md, "Measurements behind the recipes": v against epsilon).
