@@ -1,8 +1,19 @@
 import json
 
 import nbformat
+import pytest
 
 from course_tools import run_course
+from course_utils import references
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_environment(monkeypatch):
+    """run_course.main sets COURSE_PROFILE (and, with --record, COURSE_RECORD_REFERENCES) in its own process; here
+    that process is the test worker, whose later notebooks would otherwise record into the course's
+    references.json. monkeypatch puts both back as they were after each test."""
+    monkeypatch.delenv(references.RECORD, raising=False)
+    monkeypatch.setenv("COURSE_PROFILE", "small")
 
 
 def test_runner_writes_notebook_html_and_timings(tmp_path, monkeypatch):
