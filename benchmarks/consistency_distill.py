@@ -3,6 +3,7 @@
     python benchmarks/consistency_distill.py                      # the recipe: 1,500 steps at batch 32
     python benchmarks/consistency_distill.py --steps 20 --n 32    # a smoke run, end to end
     python benchmarks/consistency_distill.py --loss huber --skip 40 --tag huber-skip40
+    python benchmarks/consistency_distill.py --skip 100 --teacher_steps 5   # a 10-point grid, 5 teacher steps a link
 
 The algorithm (``course_utils.consistency``; chapter 14 writes it out), as Latent Consistency Models (Luo et al., 2023)
 distil a teacher, on pixels:
@@ -11,7 +12,8 @@ distil a teacher, on pixels:
   (``sigma_data`` 0.5, ``timestep_scaling`` 10, as ``LCMScheduler.get_scalings_for_boundary_condition_discrete``):
   at t = 0 ``c_skip`` = 1 and ``c_out`` = 0, so ``f(x, 0) = x``;
 - the teacher: one DDIM step (the probability-flow ODE) of ``digits-28`` from t_{n+1} to t_n = t_{n+1} - skip on the
-  grid ``skip * i - 1`` (skip 20: the 50-step DDIM grid 19, 39, ..., 999, LCM's ``num_ddim_timesteps`` 50); no
+  grid ``skip * i - 1`` (skip 20: the 50-step DDIM grid 19, 39, ..., 999, LCM's ``num_ddim_timesteps`` 50), or
+  ``--teacher_steps`` DDIM steps over a coarser grid (skip 100 in 5: the same 50-step DDIM, a 10-point grid); no
   guidance (the model is unconditional);
 - the student starts as a copy of the teacher's weights; the target network is an EMA of the student (0.95);
 - the loss: the distance (squared error, or pseudo-Huber) between ``f_student(x_{t_{n+1}}, t_{n+1})`` and
@@ -40,7 +42,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMPipeline, DPMSolverMultistepScheduler, LCMScheduler
 
 from course_utils import pretrained
-from course_utils.cli import AT_LEAST_1, FLOAT, INT, POSITIVE, Parser, errors, exit_on_problems, parse, rules
+from course_utils.cli import AT_LEAST_1, FLOAT, INT, POSITIVE, Parser, errors, exit_on_problems, parse, rules, typed
 from course_utils.consistency import (
     HUBER_C,
     SIGMA_DATA,
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=INT, default=32, help="images per step")
     p.add_argument("--n", type=INT, default=200, help="digits per scored row")
     p.add_argument("--skip", type=INT, default=20, help="timesteps per teacher DDIM step (20: the 50-step grid)")
+    p.add_argument("--teacher_steps", type=INT, default=1,
+                   help="DDIM steps the teacher takes over one skip (1: LCM's single step)")
     p.add_argument("--ema", type=FLOAT, default=0.95, help="the target network's EMA decay")
     p.add_argument("--loss", choices=("l2", "huber"), default="l2", help="squared error or pseudo-Huber")
     p.add_argument("--lr", type=FLOAT, default=1e-4, help="AdamW learning rate (constant)")
@@ -138,15 +142,19 @@ def main(argv: list[str] | None = None) -> dict:
     args, problems = parse(p, argv)
     problems += rules(args, p, {"steps": AT_LEAST_1, "batch": AT_LEAST_1, "n": (lambda v: v >= 2, "at least 2"),
                                 "skip": (lambda v: 1 <= v <= 500 and 1000 % v == 0, "a divisor of 1000, at most 500"),
-                                "ema": (lambda v: 0 <= v < 1, "in [0, 1)"), "lr": POSITIVE,
+                                "teacher_steps": AT_LEAST_1, "ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
+                                "lr": POSITIVE,
                                 "score_every": (lambda v: v >= 0, "0 or more")})
+    if typed(args.skip, args.teacher_steps) and args.teacher_steps >= 1 and args.skip % args.teacher_steps:
+        problems.append(f"--teacher_steps {args.teacher_steps}: must divide --skip {args.skip}")
     if args.save_unet is not None and ROOT in args.save_unet.resolve().parents:
         problems.append(f"--save_unet {args.save_unet}: save outside the repository (shipping is a separate step)")
     exit_on_problems(errors(problems))
 
     torch.set_num_threads(1)  # the machine has 2 cores and other work on them
     torch.manual_seed(args.seed)
-    tag = args.tag or f"{args.loss}-skip{args.skip}-ema{args.ema:g}-{args.steps}x{args.batch}"
+    teach = f"x{args.teacher_steps}" if args.teacher_steps > 1 else ""
+    tag = args.tag or f"{args.loss}-skip{args.skip}{teach}-ema{args.ema:g}-{args.steps}x{args.batch}"
     scorer = train_digit_scorer()
     ddpm, reflow = pretrained.load("digits-28"), pretrained.load("digits-28-reflow")
     config = dict(ddpm.scheduler.config)
@@ -173,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
     losses, progress, window, trained = [], [], [], 0.0
     order = torch.randperm(len(images), generator=generator)
     position = 0
-    print(f"distilling digits-28: {args.steps} steps at batch {args.batch}, skip {args.skip}, EMA {args.ema}, "
+    print(f"distilling digits-28: {args.steps} steps at batch {args.batch}, skip {args.skip} in "
+          f"{args.teacher_steps} teacher step(s), EMA {args.ema}, "
           f"{args.loss} loss, lr {args.lr:g}, 1 thread")
     for step in range(1, args.steps + 1):
         start = time.perf_counter()
@@ -181,7 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
             order, position = torch.randperm(len(images), generator=generator), 0
         batch = images[order[position: position + args.batch]]
         position += args.batch
-        loss = distil_step(student, target, teacher, batch, args.skip, ac, prediction_type, generator, args.loss)
+        loss = distil_step(student, target, teacher, batch, args.skip, ac, prediction_type, generator, args.loss,
+                           args.teacher_steps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -232,7 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
         threads=torch.get_num_threads(), torch=torch.__version__, diffusers=diffusers.__version__, n=args.n,
         load_average=dict(start=load_at_start, end=[round(v, 2) for v in os.getloadavg()]),
         recipe=dict(teacher="digits-28", prediction_type=prediction_type, steps=args.steps, batch=args.batch,
-                    skip=args.skip, teacher_grid=f"{len(grid)} timesteps, {int(grid[0])}..{int(grid[-1])}",
+                    skip=args.skip, teacher_steps=args.teacher_steps,
+                    teacher_grid=f"{len(grid)} timesteps, {int(grid[0])}..{int(grid[-1])}",
                     ema=args.ema, loss=args.loss, huber_c=HUBER_C if args.loss == "huber" else None, lr=args.lr,
                     optimizer="AdamW, weight decay 0, gradient norm clipped at 1", sigma_data=SIGMA_DATA,
                     timestep_scaling=TIMESTEP_SCALING, data="digits_28('train') scaled to [-1, 1]", seed=args.seed,

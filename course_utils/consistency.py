@@ -5,7 +5,8 @@ The chapter writes each piece out first; these are the same pieces, proven equal
 - ``boundary_scalings``: LCM's ``c_skip(t)`` and ``c_out(t)`` (``c_skip(0) = 1``, ``c_out(0) = 0``);
 - ``consistency``: ``f(x, t) = c_skip(t) x + c_out(t) x0(x, t)``, so ``f(x, 0) = x``;
 - ``on_grid``, ``ddim_step``, ``distance``: a point on the teacher's grid, its ODE step, the loss (also LCM-LoRA's);
-- ``distil_step``: one loss, student at ``t_{n+1}`` against the EMA target at the teacher's DDIM step ``t_n``;
+- ``teacher_solve``: the teacher's ODE from ``t_{n+1}`` down to ``t_n`` in one DDIM step (LCM) or several;
+- ``distil_step``: one loss, student at ``t_{n+1}`` against the EMA target where the teacher's steps end, ``t_n``;
 - ``distil``: the training loop (AdamW, gradient clipping, the target network as an EMA of the student);
 - ``lcm_scheduler``: diffusers' ``LCMScheduler`` on the teacher's schedule, which samples the student.
 """
@@ -76,6 +77,19 @@ def ddim_step(x0: torch.Tensor, noise: torch.Tensor, t_prev: torch.Tensor,
     return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * noise
 
 
+@torch.no_grad()
+def teacher_solve(teacher, x: torch.Tensor, t: torch.Tensor, skip: int, teacher_steps: int,
+                  alphas_cumprod: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """The teacher's probability-flow ODE from ``x`` at ``t`` down to ``t - skip`` (or 0): ``teacher_steps`` equal
+    DDIM steps of ``skip / teacher_steps`` timesteps (1: LCM's single step; 5 over a skip of 100: the same 50-step
+    DDIM grid, five of its steps at a time)."""
+    for _ in range(teacher_steps):
+        t_to = (t - skip // teacher_steps).clamp(min=0)
+        x0, noise = x0_and_noise(teacher(x, t).sample, x, t, alphas_cumprod, prediction_type)
+        x, t = ddim_step(x0, noise, t_to, alphas_cumprod), t_to
+    return x
+
+
 def distance(prediction: torch.Tensor, aim: torch.Tensor, loss: str = "l2") -> torch.Tensor:
     """The consistency loss between the student's answer and the target's: squared error, or LCM's pseudo-Huber."""
     if loss == "huber":
@@ -84,17 +98,18 @@ def distance(prediction: torch.Tensor, aim: torch.Tensor, loss: str = "l2") -> t
 
 
 def distil_step(student, target, teacher, images: torch.Tensor, skip: int, alphas_cumprod: torch.Tensor,
-                prediction_type: str, generator: torch.Generator, loss: str = "l2") -> torch.Tensor:
+                prediction_type: str, generator: torch.Generator, loss: str = "l2",
+                teacher_steps: int = 1) -> torch.Tensor:
     """One consistency-distillation loss on clean images in [-1, 1] (LCM's training step, without guidance).
 
-    A point on the teacher's grid (``on_grid``), the student's f at t_{n+1}; the teacher's DDIM step down to t_n,
-    the target's f at t_n; the ``distance`` between the two.
+    A point on the teacher's grid (``on_grid``), the student's f at t_{n+1}; the teacher's ODE down to t_n
+    (``teacher_solve``: one DDIM step, as LCM, or ``teacher_steps``), the target's f at t_n; the ``distance``.
     """
     x_next, t_next, t_prev = on_grid(images, skip, alphas_cumprod, generator)
     prediction = consistency(student, x_next, t_next, alphas_cumprod, prediction_type)
     with torch.no_grad():
-        x0, eps = x0_and_noise(teacher(x_next, t_next).sample, x_next, t_next, alphas_cumprod, prediction_type)
-        aim = consistency(target, ddim_step(x0, eps, t_prev, alphas_cumprod), t_prev, alphas_cumprod, prediction_type)
+        x_prev = teacher_solve(teacher, x_next, t_next, skip, teacher_steps, alphas_cumprod, prediction_type)
+        aim = consistency(target, x_prev, t_prev, alphas_cumprod, prediction_type)
     return distance(prediction, aim, loss)
 
 
@@ -115,7 +130,7 @@ def lcm_scheduler(config: dict, skip: int = 20) -> LCMScheduler:
 
 
 def distil(teacher, scheduler_config: dict, images: torch.Tensor, steps: int, batch: int = 32, skip: int = 20,
-           ema: float = 0.95, lr: float = 1e-4, loss: str = "l2", seed: int = 0,
+           ema: float = 0.95, lr: float = 1e-4, loss: str = "l2", teacher_steps: int = 1, seed: int = 0,
            report: Callable[[int, float, float], None] | None = None) -> tuple[torch.nn.Module, list[float]]:
     """Distil the U-Net ``teacher`` into a consistency model on ``images`` (clean, in [-1, 1]).
 
@@ -123,9 +138,9 @@ def distil(teacher, scheduler_config: dict, images: torch.Tensor, steps: int, ba
     constant ``lr``, gradient norm clipped at 1, shuffled batches of ``batch``. ``report(step, mean loss,
     seconds)`` is called every 10 steps. Returns the student (in eval mode) and the loss of every step.
     """
-    if steps < 1 or batch < 1 or not 0 <= ema < 1 or 1000 % skip:
+    if steps < 1 or batch < 1 or not 0 <= ema < 1 or 1000 % skip or teacher_steps < 1 or skip % teacher_steps:
         raise ValueError(f"distil: steps {steps} and batch {batch} must be at least 1, ema {ema} in [0, 1), "
-                         f"skip {skip} a divisor of 1000")
+                         f"skip {skip} a divisor of 1000, teacher_steps {teacher_steps} a divisor of the skip")
     prediction_type = scheduler_config["prediction_type"]
     alphas_cumprod = lcm_scheduler(scheduler_config, skip).alphas_cumprod
     teacher = teacher.eval().requires_grad_(False)
@@ -138,7 +153,7 @@ def distil(teacher, scheduler_config: dict, images: torch.Tensor, steps: int, ba
         if position + batch > len(order):  # a new epoch, reshuffled
             order, position = torch.randperm(len(images), generator=generator), 0
         value = distil_step(student, target, teacher, images[order[position: position + batch]], skip,
-                            alphas_cumprod, prediction_type, generator, loss)
+                            alphas_cumprod, prediction_type, generator, loss, teacher_steps)
         position += batch
         optimizer.zero_grad(set_to_none=True)
         value.backward()
