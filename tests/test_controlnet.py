@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from course_utils import pretrained, tiny_sd
+from course_utils import pretrained, tiny_sd, train_controlnet
 from course_utils.controlnet import (
     MODEL_FOLDERS,
     controlnet_pipeline,
@@ -148,11 +148,14 @@ def _script(out, *flags) -> subprocess.Popen:
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def test_every_bad_flag_is_named_at_once(tmp_path):
-    run = _script(tmp_path / "a", "--learning_rate", "3", "--max_train_steps", "0", "--lr_scheduler", "fast",
-                  "--pretrained_model_name_or_path", str(tmp_path), "--design", "deep", "--seed", "x")
-    lines = run.communicate()[0].strip().splitlines()
-    assert run.returncode == 2 and all(line.startswith("error: ") for line in lines), lines
+def test_every_bad_flag_is_named_at_once(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:  # main in this process: the checks stop it before anything is built
+        train_controlnet.main(["--output_dir", str(tmp_path / "a"), *FAST, "--learning_rate", "3",
+                               "--max_train_steps", "0", "--lr_scheduler", "fast", "--pretrained_model_name_or_path",
+                               str(tmp_path), "--design", "deep", "--seed", "x"])
+    out = capsys.readouterr()
+    lines = out.err.strip().splitlines()
+    assert stop.value.code == 2 and not out.out and all(line.startswith("error: ") for line in lines), lines
     assert len(lines) == 6, lines
     for flag in ("--learning_rate 3", "--max_train_steps 0", "--lr_scheduler 'fast'", "--pretrained_model_name_or_path",
                  "--design 'deep'", "--seed 'x'"):
@@ -163,8 +166,12 @@ def test_every_bad_flag_is_named_at_once(tmp_path):
 def test_a_killed_run_resumes_and_ends_with_the_same_weights_bit_for_bit(tmp_path, design):
     steps = ["--max_train_steps", "12", "--checkpointing_steps", "3", "--design", design]
     folder = MODEL_FOLDERS[design]
-    whole = _script(tmp_path / "whole", *steps)
-    assert whole.wait() == 0, whole.communicate()[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocesses below (OMP_NUM_THREADS=1): the same sums, bit for bit
+    try:  # the uninterrupted run in this process (no new process to import torch and diffusers into)
+        train_controlnet.main(["--output_dir", str(tmp_path / "whole"), *FAST, *steps])
+    finally:
+        torch.set_num_threads(threads)
     split = _script(tmp_path / "split", *steps)
     deadline = time.time() + 300
     while not list((tmp_path / "split" / "checkpoints").glob("checkpoint-*")):  # kill after its first checkpoint
