@@ -64,10 +64,14 @@ def test_clip_folder_is_written_once_with_names_in_the_file_names(tmp_path):
 
 
 def test_the_shipped_audio_pipeline_is_called_like_audio_diffusion_pipeline_and_beats_noise(reader):
+    from diffusers import DDIMScheduler
+
     pipe = pretrained.load("audio-arpeggios-32")
-    out = pipe(batch_size=24, generator=torch.Generator().manual_seed(0))
-    assert out.audios.shape == (24, 1, (SPEC.x_res - 1) * SPEC.hop_length) and out.sample_rate == 4000
+    out = pipe(generator=torch.Generator().manual_seed(0))  # its defaults: one clip, DDPM over every timestep
+    assert out.audios.shape == (1, 1, (SPEC.x_res - 1) * SPEC.hop_length) and out.sample_rate == 4000
     assert pipe.mel.get_sample_rate() == 4000 and out.images[0].size == (SPEC.x_res, SPEC.y_res)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)  # the card's sampler: DDIM, 50 steps
+    out = pipe(batch_size=24, generator=torch.Generator().manual_seed(0), steps=50)
     x = audio.images_to_tensor(out.images)
     noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
     s, n = reader.score(x), reader.score(noise)
