@@ -89,7 +89,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
     },
     # Chapter 6: samplers on the shipped digits-28, fine-tuning the shipped butterflies-32 (full and LoRA).
     "ch6": {
-        "small": dict(n_score=32, samplers=[("DDPM", 20), ("DDIM", 10), ("DPM-Solver++", 10)], eta_steps=10,
+        "small": dict(n_score=16, samplers=[("DDPM", 20), ("DDIM", 10), ("DPM-Solver++", 10)], eta_steps=10,
                       ft_images=16, ft_few=4, ft_batch=8, ft_lr=3e-4, lora_lr=3e-4, ft_checkpoints=(0, 2, 4),
                       lora_rank=8, n_show=8, sample_steps=10, n_measure=16, script_steps=2),
         # cpu: DDPM 1000 (and 100) would add 1,100 U-Net calls on 100 digits (minutes on a CPU); full has them
