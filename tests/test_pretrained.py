@@ -213,7 +213,10 @@ def test_retraining_the_consistency_model_distils_the_shipped_teacher(tmp_path):
     from diffusers import DDPMPipeline, LCMScheduler
 
     scheduler = DDPMPipeline.from_pretrained(out).scheduler
-    assert isinstance(scheduler, LCMScheduler) and scheduler.config.original_inference_steps == 50
+    skip = pretrained.RECIPES["digits-28-lcm"].distil["skip"]
+    assert record["distil"]["teacher_steps"] == pretrained.RECIPES["digits-28-lcm"].distil["teacher_steps"]
+    assert isinstance(scheduler, LCMScheduler) and scheduler.config.original_inference_steps == 1000 // skip, (
+        "the sampler's grid is the one the student was distilled on")
 
 
 def test_digits_28_flow_is_sampled_by_the_plain_loop_in_4_steps(digit_scorer):
