@@ -42,7 +42,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
     # Chapter 2: schedules, and a small experiment comparing epsilon / x0 / v targets on digits.
     "ch2": {
         "small": dict(max_train=256, batch_size=32, lr=1e-3, epochs=1, channels=(16, 32),
-                      sample_steps=20, n_score=64, shipped_steps=20),
+                      sample_steps=20, n_score=64, shipped_steps=10),
         # cpu: the CPU recipe (benchmarks/cpu_recipe.py): 16 channels at full resolution, three levels; the notebook
         # adds warm-up + cosine decay and an EMA (not min-SNR: it would weight the three targets alike); ~2 min each
         "cpu": dict(max_train=None, batch_size=64, lr=2e-3, epochs=20, channels=(16, 32, 64),
