@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import DDIMScheduler
 
 from course_utils import consistency
 
@@ -10,12 +10,9 @@ CONFIG = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", predi
               clip_sample=False)
 
 
-@pytest.fixture(scope="module")
-def unet():
-    torch.manual_seed(0)
-    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), norm_num_groups=4,
-                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D")).eval()
+@pytest.fixture
+def unet(seeded_unet):
+    return seeded_unet().eval()  # tests/conftest.py's 8x8 one-channel U-Net, the same weights every time
 
 
 @pytest.mark.parametrize("skip, teacher_steps", [(20, 1), (100, 5), (50, 5)])
