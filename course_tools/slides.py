@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import re
 import shutil
@@ -184,9 +185,17 @@ def profile_of(executed: Path | None, name: str) -> str | None:
 
 def export(nb: nbformat.NotebookNode, source: Path, lib: str, language: str) -> str:
     """One reveal.js deck as HTML, loading reveal.js, MathJax, jQuery and RequireJS from ``lib`` (a relative URL)."""
+    html, _ = _exporter(lib, language).from_notebook_node(
+        nb, resources={"metadata": {"path": str(source.parent), "name": source.stem}})
+    return html
+
+
+@functools.cache
+def _exporter(lib: str, language: str):
+    """The deck exporter for ``lib`` and ``language``, made once: its templates are compiled once for all decks."""
     from nbconvert import SlidesExporter
 
-    exporter = SlidesExporter(
+    return SlidesExporter(
         template_name="course-reveal",
         extra_template_basedirs=[str(TEMPLATE_DIR)],
         reveal_url_prefix=f"{lib}/{LIB_FILES['reveal']}",
@@ -197,8 +206,6 @@ def export(nb: nbformat.NotebookNode, source: Path, lib: str, language: str) -> 
         embed_images=True,
         language_code=language,
     )
-    html, _ = exporter.from_notebook_node(nb, resources={"metadata": {"path": str(source.parent), "name": source.stem}})
-    return html
 
 
 def local_references(html: str) -> list[str]:

@@ -163,26 +163,28 @@ def test_every_bad_flag_is_named_at_once(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("design", ["controlnet", "depth"])
-def test_a_killed_run_resumes_and_ends_with_the_same_weights_bit_for_bit(tmp_path, design):
+def test_a_killed_run_resumes_and_ends_with_the_same_weights_bit_for_bit(tmp_path, design, capfd):
     steps = ["--max_train_steps", "12", "--checkpointing_steps", "3", "--design", design]
     folder = MODEL_FOLDERS[design]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the subprocesses below (OMP_NUM_THREADS=1): the same sums, bit for bit
-    try:  # the uninterrupted run in this process (no new process to import torch and diffusers into)
+    torch.set_num_threads(1)  # as the subprocess (OMP_NUM_THREADS=1): the same sums, bit for bit
+    try:  # the uninterrupted run and the resumed one in this process (no new process to import torch into)
         train_controlnet.main(["--output_dir", str(tmp_path / "whole"), *FAST, *steps])
+        split = _script(tmp_path / "split", *steps)
+        deadline = time.time() + 300
+        while not list((tmp_path / "split" / "checkpoints").glob("checkpoint-*")):  # kill after its first checkpoint
+            assert split.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+            time.sleep(0.05)
+        split.send_signal(signal.SIGKILL)
+        split.wait()
+        assert not (tmp_path / "split" / folder).exists()
+        capfd.readouterr()
+        train_controlnet.main(["--output_dir", str(tmp_path / "split"), *FAST, *steps, "--resume_from_checkpoint",
+                               "latest"])
     finally:
         torch.set_num_threads(threads)
-    split = _script(tmp_path / "split", *steps)
-    deadline = time.time() + 300
-    while not list((tmp_path / "split" / "checkpoints").glob("checkpoint-*")):  # kill after its first checkpoint
-        assert split.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.05)
-    split.send_signal(signal.SIGKILL)
-    split.wait()
-    assert not (tmp_path / "split" / folder).exists()
-    resumed = _script(tmp_path / "split", *steps, "--resume_from_checkpoint", "latest")
-    out = resumed.communicate()[0]
-    assert resumed.returncode == 0 and "resumed at step" in out, out
+    out = capfd.readouterr()
+    assert "resumed at step" in out.out + out.err, out
     a = load_file(tmp_path / "whole" / folder / "diffusion_pytorch_model.safetensors")
     b = load_file(tmp_path / "split" / folder / "diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

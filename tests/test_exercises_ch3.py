@@ -105,6 +105,6 @@ def test_a_loop_in_minus_one_to_one_without_set_timesteps_or_generator_fails():
     verdict = check_sample(lambda *a: sample(*a, to01=False))
     assert not verdict and "[0, 1]" in verdict.en and "(x / 2 + 0.5)" in verdict.zh
     verdict = check_sample(lambda *a: sample(*a, set_steps=False))
-    assert not verdict and "1000 times" in verdict.en and "set_timesteps" in verdict.zh
+    assert not verdict and "more than 32 times" in verdict.en and "1000 个训练时间步" in verdict.zh
     verdict = check_sample(lambda *a: sample(*a, step_generator=False))
     assert not verdict and "generator" in verdict.en and "新的噪声" in verdict.zh

@@ -188,12 +188,17 @@ def check_train_step(train_step: Callable) -> Verdict:
                  "从同一起点走两步，损失和权重都与参考相同")
 
 
-class _Counting(torch.nn.Module):
-    """A U-Net wrapper that counts its calls (how many steps a sampling loop ran)."""
+class _TooManyCalls(Exception):
+    """Raised by ``_Counting`` at the call after its limit: the loop runs far more steps than it was asked for."""
 
-    def __init__(self, unet: UNet2DModel):
+
+class _Counting(torch.nn.Module):
+    """A U-Net wrapper that counts its calls (how many steps a sampling loop ran); past ``limit`` calls it stops
+    the loop (``_TooManyCalls``) instead of waiting for all of them."""
+
+    def __init__(self, unet: UNet2DModel, limit: int | None = None):
         super().__init__()
-        self.unet, self.calls, self.config = unet, 0, unet.config
+        self.unet, self.calls, self.config, self.limit = unet, 0, unet.config, limit
 
     @property
     def device(self) -> torch.device:
@@ -207,6 +212,8 @@ class _Counting(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         self.calls += 1
+        if self.limit is not None and self.calls > self.limit:
+            raise _TooManyCalls
         return self.unet(*args, **kwargs)
 
 
@@ -215,9 +222,16 @@ def check_sample(sample: Callable) -> Verdict:
     """``sample(model, scheduler, n, steps, generator)`` must give ``DDPMPipeline``'s images, (n, 3, H, W) in
     [0, 1], for the same generator."""
     unet, n, steps = _tiny_unet(), 4, 8
-    model = _Counting(unet)
-    with torch.no_grad():
-        mine = sample(model, _scheduler(), n, steps, torch.Generator().manual_seed(0))
+    model = _Counting(unet, limit=4 * steps)
+    try:
+        with torch.no_grad():
+            mine = sample(model, _scheduler(), n, steps, torch.Generator().manual_seed(0))
+    except _TooManyCalls:
+        return wrong(f"your loop called the model more than {model.limit} times for {steps} steps (without "
+                     "set_timesteps, scheduler.timesteps holds all 1000 training timesteps): call "
+                     "scheduler.set_timesteps(steps) first, then loop over scheduler.timesteps",
+                     f"{steps} 步的循环调用模型超过了 {model.limit} 次（不调用 set_timesteps，scheduler.timesteps 里是"
+                     "全部 1000 个训练时间步）：先调用 scheduler.set_timesteps(steps)，再遍历 scheduler.timesteps")
     pipeline = DDPMPipeline(unet=unet, scheduler=_scheduler())
     pipeline.set_progress_bar_config(disable=True)
     ref = pipeline(batch_size=n, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
