@@ -78,7 +78,7 @@ def test_digits_28_draws_digits(digit_scorer):
 
 def test_the_conditional_model_draws_the_digit_asked_for(digit_scorer):
     labels = torch.arange(10).repeat(4)
-    x = pretrained.ddim_samples(pretrained.load("digits-28-conditional"), len(labels), steps=20, labels=labels,
+    x = pretrained.ddim_samples(pretrained.load("digits-28-conditional"), len(labels), steps=10, labels=labels,
                                 guidance_scale=1.0)
     with torch.no_grad():
         asked = (digit_scorer.model(x).argmax(1) == labels).float().mean().item()
@@ -205,9 +205,9 @@ def test_digits_28_lcm_draws_digits_in_two_steps_of_its_pipeline_where_its_teach
 
 
 def test_retraining_the_consistency_model_distils_the_shipped_teacher(tmp_path):
-    out = retrain("digits-28-lcm", steps=2, out=tmp_path / "out", card=False)
+    out = retrain("digits-28-lcm", steps=1, out=tmp_path / "out", card=False)
     record = json.loads((out / "training.json").read_text())
-    assert record["steps"] == 2 and record["teacher"] == "digits-28" and len(record["losses"]) == 1, record
+    assert record["steps"] == 1 and record["teacher"] == "digits-28" and len(record["losses"]) == 1, record
     assert "course_utils.consistency.distil(<digits-28>.unet" in record["script_command"], record["script_command"]
     assert not [c for c in out.glob("*/config.json") if "_name_or_path" in c.read_text()], "no local path saved"
     from diffusers import DDPMPipeline, LCMScheduler
