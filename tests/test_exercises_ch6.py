@@ -50,7 +50,7 @@ def relative_change(base, tuned):
 
 def absolute_change(base, tuned):
     """The typical slip: the size of the change, not relative to the size of the weights."""
-    return {name: sum(float(((y - x) ** 2).sum()) for x, y in zip(a.parameters(), b.parameters(), strict=True)) ** 0.5
+    return {name: sum(((y - x) ** 2).sum().item() for x, y in zip(a.parameters(), b.parameters(), strict=True)) ** 0.5
             for (name, a), (_, b) in zip(base.named_children(), tuned.named_children(), strict=True)
             if list(a.parameters())}
 
