@@ -28,6 +28,7 @@ from diffusers import DDIMScheduler
 from course_utils import pretrained
 from course_utils.cli import INT, Parser, errors, exit_on_problems, parse, rules
 from course_utils.consistency import consistency
+from course_utils.files import write_text_atomic
 from course_utils.metrics import train_digit_scorer
 from course_utils.sampling import sample_ddpm
 
@@ -92,9 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                   student_grid=student.scheduler.config.original_inference_steps, rows=rows)
     args.out.mkdir(parents=True, exist_ok=True)
     file = args.out / f"lcm_second_step-n{args.n}-{date.today()}.json"
-    tmp = file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(file)
+    write_text_atomic(file, json.dumps(record, indent=1) + "\n")
     print(f"digits-28-lcm, {args.n} digits per row, same starting noise and re-noising ({record['device']})\n")
     print("| row | confident | classes | Frechet ± spread |\n|---|---|---|---|")
     for name, r in rows.items():
