@@ -42,7 +42,20 @@ import torch
 from diffusers import DDIMScheduler, DDPMPipeline, DPMSolverMultistepScheduler, LCMScheduler
 
 from course_utils import pretrained
-from course_utils.cli import AT_LEAST_1, FLOAT, INT, POSITIVE, Parser, errors, exit_on_problems, parse, rules, typed
+from course_utils.cli import (
+    AT_LEAST_1,
+    AT_LEAST_2,
+    FLOAT,
+    FRACTION,
+    INT,
+    NOT_NEGATIVE,
+    POSITIVE,
+    Parser,
+    errors,
+    exit_on_problems,
+    parse,
+    typed,
+)
 from course_utils.consistency import (
     HUBER_C,
     SIGMA_DATA,
@@ -124,27 +137,24 @@ def check_pieces(teacher, config: dict, skip: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Distil, sample, check, score; write the JSON, the plot and the grid; print the table."""
     p = Parser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=INT, default=1500, help="optimizer steps")
-    p.add_argument("--batch", type=INT, default=32, help="images per step")
-    p.add_argument("--n", type=INT, default=200, help="digits per scored row")
-    p.add_argument("--skip", type=INT, default=20, help="timesteps per teacher DDIM step (20: the 50-step grid)")
-    p.add_argument("--teacher_steps", type=INT, default=1,
+    p.add_argument("--steps", type=INT, default=1500, check=AT_LEAST_1, help="optimizer steps")
+    p.add_argument("--batch", type=INT, default=32, check=AT_LEAST_1, help="images per step")
+    p.add_argument("--n", type=INT, default=200, check=AT_LEAST_2, help="digits per scored row")
+    p.add_argument("--skip", type=INT, default=20,
+                   check=(lambda v: 1 <= v <= 500 and 1000 % v == 0, "a divisor of 1000, at most 500"),
+                   help="timesteps per teacher DDIM step (20: the 50-step grid)")
+    p.add_argument("--teacher_steps", type=INT, default=1, check=AT_LEAST_1,
                    help="DDIM steps the teacher takes over one skip (1: LCM's single step)")
-    p.add_argument("--ema", type=FLOAT, default=0.95, help="the target network's EMA decay")
+    p.add_argument("--ema", type=FLOAT, default=0.95, check=FRACTION, help="the target network's EMA decay")
     p.add_argument("--loss", choices=("l2", "huber"), default="l2", help="squared error or pseudo-Huber")
-    p.add_argument("--lr", type=FLOAT, default=1e-4, help="AdamW learning rate (constant)")
-    p.add_argument("--score_every", type=INT, default=0,
+    p.add_argument("--lr", type=FLOAT, default=1e-4, check=POSITIVE, help="AdamW learning rate (constant)")
+    p.add_argument("--score_every", type=INT, default=0, check=NOT_NEGATIVE,
                    help="also score the student at 1/2/4/8 steps every this many training steps (0: at the end only)")
     p.add_argument("--tag", default=None, help="a name for the record (default: from the settings)")
     p.add_argument("--save_unet", type=Path, default=None,
                    help="save the distilled U-Net with its LCMScheduler as a DDPMPipeline folder here (not the repo)")
     p.add_argument("--seed", type=INT, default=0)
     args, problems = parse(p, argv)
-    problems += rules(args, p, {"steps": AT_LEAST_1, "batch": AT_LEAST_1, "n": (lambda v: v >= 2, "at least 2"),
-                                "skip": (lambda v: 1 <= v <= 500 and 1000 % v == 0, "a divisor of 1000, at most 500"),
-                                "teacher_steps": AT_LEAST_1, "ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
-                                "lr": POSITIVE,
-                                "score_every": (lambda v: v >= 0, "0 or more")})
     if typed(args.skip, args.teacher_steps) and args.teacher_steps >= 1 and args.skip % args.teacher_steps:
         problems.append(f"--teacher_steps {args.teacher_steps}: must divide --skip {args.skip}")
     if args.save_unet is not None and ROOT in args.save_unet.resolve().parents:

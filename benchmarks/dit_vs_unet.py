@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from course_utils.cli import AT_LEAST_1, FLOAT, INT, POSITIVE, Parser, errors, exit_on_problems, parse, rules
+from course_utils.cli import AT_LEAST_1, AT_LEAST_2, FLOAT, INT, POSITIVE, Parser, errors, exit_on_problems, parse
 from course_utils.data import digits_28
 from course_utils.diffusion import ClassDiT, diffusion_loss, make_unet
 from course_utils.files import write_text_atomic
@@ -272,24 +272,23 @@ def summary(result: dict) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Train both models for the budget, sample, score, time the scaling rows; write the JSON and the pictures."""
     p = Parser(description=__doc__.split("\n")[0])
-    p.add_argument("--minutes", type=FLOAT, default=6.0, help="wall-clock training minutes per model")
-    p.add_argument("--n", type=INT, default=200, help="digits per scored row (labels 0-9 in turn)")
-    p.add_argument("--lr_dit", type=FLOAT, default=2e-3, help="the DiT's AdamW learning rate (as the U-Net's)")
-    p.add_argument("--lr_unet", type=FLOAT, default=2e-3, help="the U-Net's AdamW learning rate (chapter 7's)")
-    p.add_argument("--batch", type=INT, default=64, help="images per training step")
-    p.add_argument("--steps", type=INT, default=20, help="Euler sampling steps")
+    p.add_argument("--minutes", type=FLOAT, default=6.0, check=POSITIVE, help="wall-clock training minutes per model")
+    p.add_argument("--n", type=INT, default=200, check=AT_LEAST_2, help="digits per scored row (labels 0-9 in turn)")
+    p.add_argument("--lr_dit", type=FLOAT, default=2e-3, check=POSITIVE,
+                   help="the DiT's AdamW learning rate (as the U-Net's)")
+    p.add_argument("--lr_unet", type=FLOAT, default=2e-3, check=POSITIVE,
+                   help="the U-Net's AdamW learning rate (chapter 7's)")
+    p.add_argument("--batch", type=INT, default=64, check=AT_LEAST_1, help="images per training step")
+    p.add_argument("--steps", type=INT, default=20, check=AT_LEAST_1, help="Euler sampling steps")
     p.add_argument("--guidance", type=FLOAT, nargs="+", default=[1.0, 2.0], help="guidance scales to score")
     p.add_argument("--patches", type=INT, nargs="+", default=[2, 4], help="DiT patch sizes for the speed rows")
     p.add_argument("--sizes", type=INT, nargs="+", default=[28, 56], help="image sizes for the speed rows")
-    p.add_argument("--speed_steps", type=INT, default=3, help="timed training steps per speed row")
+    p.add_argument("--speed_steps", type=INT, default=3, check=AT_LEAST_1, help="timed training steps per speed row")
     p.add_argument("--tag", default=None, help="a name for the record (default: from the settings)")
     p.add_argument("--seed", type=INT, default=0)
     p.add_argument("--publish", action="store_true",
                    help="also write the summary chapter 13 reads (course_utils/dit_vs_unet.json)")
     args, problems = parse(p, argv)
-    problems += rules(args, p, {"minutes": POSITIVE, "n": (lambda v: v >= 2, "at least 2"), "lr_dit": POSITIVE,
-                                "lr_unet": POSITIVE, "batch": AT_LEAST_1, "steps": AT_LEAST_1,
-                                "speed_steps": AT_LEAST_1})
     problems += [f"--guidance {g}: must be a finite number, 0 or more" for g in args.guidance
                  if isinstance(g, float) and not (np.isfinite(g) and g >= 0)]
     problems += [f"--sizes {s}: must be a multiple of 4 and of every patch size, at least 8" for s in args.sizes

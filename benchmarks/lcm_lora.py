@@ -33,7 +33,19 @@ import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 
 from course_utils import lcm_lora, pretrained, tiny_sd
-from course_utils.cli import AT_LEAST_1, FLOAT, INT, POSITIVE, Parser, errors, exit_on_problems, parse, rules
+from course_utils.cli import (
+    AT_LEAST_1,
+    AT_LEAST_2,
+    FLOAT,
+    INT,
+    NOT_NEGATIVE,
+    POSITIVE,
+    Parser,
+    errors,
+    exit_on_problems,
+    parse,
+    typed,
+)
 from course_utils.consistency import lcm_scheduler
 from course_utils.files import write_text_atomic
 from course_utils.metrics import score_spread, train_butterfly_scorer
@@ -72,27 +84,28 @@ def with_scheduler(pipeline, scheduler) -> StableDiffusionPipeline:
 def main(argv: list[str] | None = None) -> dict:
     """Train the LoRA, score every row, write the record and the picture, print the table."""
     p = Parser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=INT, default=1500, help="optimizer steps")
-    p.add_argument("--batch", type=INT, default=32, help="latents per step")
+    p.add_argument("--steps", type=INT, default=1500, check=AT_LEAST_1, help="optimizer steps")
+    p.add_argument("--batch", type=INT, default=32, check=AT_LEAST_1, help="latents per step")
     p.add_argument("--n_images", type=INT, default=2000, help="training drawings (the base's, 0..n-1)")
-    p.add_argument("--n", type=INT, default=200, help="held-out captions per scored row")
-    p.add_argument("--skip", type=INT, default=20, help="timesteps per teacher DDIM step (20: the 50-step grid)")
+    p.add_argument("--n", type=INT, default=200, check=AT_LEAST_2, help="held-out captions per scored row")
+    p.add_argument("--skip", type=INT, default=20,
+                   check=(lambda v: 1 <= v <= 500 and 1000 % v == 0, "a divisor of 1000, at most 500"),
+                   help="timesteps per teacher DDIM step (20: the 50-step grid)")
     p.add_argument("--guidance", type=FLOAT, nargs=2, default=list(lcm_lora.GUIDANCE), metavar=("LOW", "HIGH"),
                    help="the range of guidance scales folded in (s in uncond + s (cond - uncond))")
-    p.add_argument("--rank", type=INT, default=8, help="LoRA rank (alpha = rank)")
-    p.add_argument("--lr", type=FLOAT, default=1e-3, help="AdamW learning rate (constant)")
+    p.add_argument("--rank", type=INT, default=8, check=AT_LEAST_1, help="LoRA rank (alpha = rank)")
+    p.add_argument("--lr", type=FLOAT, default=1e-3, check=POSITIVE, help="AdamW learning rate (constant)")
     p.add_argument("--loss", choices=("l2", "huber"), default="l2", help="squared error or pseudo-Huber")
-    p.add_argument("--score_every", type=INT, default=0, help="also score the LoRA every this many steps (0: never)")
+    p.add_argument("--score_every", type=INT, default=0, check=NOT_NEGATIVE,
+                   help="also score the LoRA every this many steps (0: never)")
     p.add_argument("--save_lora", type=Path, default=None, help="save the LoRA here (outside the repository)")
     p.add_argument("--tag", default=None, help="a name for the record (default: from the settings)")
     p.add_argument("--seed", type=INT, default=0)
     args, problems = parse(p, argv)
-    problems += rules(args, p, {"steps": AT_LEAST_1, "batch": AT_LEAST_1, "rank": AT_LEAST_1, "lr": POSITIVE,
-                                "n": (lambda v: v >= 2, "at least 2"),
-                                "n_images": (lambda v: v >= args.batch, "at least --batch"),
-                                "skip": (lambda v: 1 <= v <= 500 and 1000 % v == 0, "a divisor of 1000, at most 500"),
-                                "score_every": (lambda v: v >= 0, "0 or more")})
-    if not 1 <= args.guidance[0] <= args.guidance[1]:
+    if typed(args.n_images, args.batch) and args.n_images < args.batch:
+        problems.append(f"--n_images {args.n_images}: must be at least --batch "
+                        f"(default: {p.get_default('n_images'):g})")
+    if typed(*args.guidance) and not 1 <= args.guidance[0] <= args.guidance[1]:
         problems.append(f"--guidance {args.guidance[0]:g} {args.guidance[1]:g}: LOW <= HIGH, both at least 1")
     if args.save_lora is not None and ROOT in args.save_lora.resolve().parents:
         problems.append(f"--save_lora {args.save_lora}: save outside the repository (shipping is a separate step)")

@@ -20,7 +20,7 @@ from nbconvert import HTMLExporter
 from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
 
 from course_utils import references
-from course_utils.cli import INT, Parser, errors, parse, rules
+from course_utils.cli import INT, Parser, errors, parse
 from course_utils.config import PROFILES
 from course_utils.files import write_text_atomic
 
@@ -89,21 +89,22 @@ def build_parser() -> Parser:
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: notebooks/*.ipynb)")
     parser.add_argument("--profile", choices=PROFILES, help="COURSE_PROFILE for the run (default: as set, or auto)")
     parser.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build)")
-    parser.add_argument("--timeout", type=INT, default=None, help="seconds allowed per cell (default: no limit)")
+    parser.add_argument("--timeout", type=INT, default=None,
+                        check=(lambda v: v >= 1, "a whole number of seconds, at least 1 (or "
+                                                 "leave it out for no limit)"),
+                        help="seconds allowed per cell (default: no limit)")
     parser.add_argument("--record", type=Path, default=None, metavar="FOLDER",
                         help="also write each notebook that ran cleanly into FOLDER/timings-<profile>.json, the "
                              "committed record the README's times come from (benchmarks/results)")
     return parser
 
 
-def check_inputs(args: argparse.Namespace, parser: Parser) -> list[str]:
+def check_inputs(args: argparse.Namespace) -> list[str]:
     """Every problem with the command line, one ``error:`` line each (none: the notebooks can run); writes nothing."""
     problems = list(args.parse_problems)
     if args.profile is None and os.environ.get("COURSE_PROFILE", "").strip().lower() not in ("", *PROFILES):
         problems.append(f"COURSE_PROFILE={os.environ['COURSE_PROFILE']!r} is not a profile; set it to one of "
                         f"{', '.join(PROFILES)}, unset it, or pass --profile")
-    problems += rules(args, parser, {"timeout": (lambda v: v >= 1, "a whole number of seconds, at least 1 (or "
-                                                                   "leave it out for no limit)")})
     for path in args.notebooks:
         if not path.exists():
             problems.append(f"notebook {path}: no such file; check the name (ls notebooks/)")
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args, args.parse_problems = parse(parser, argv)
 
     args.notebooks = args.notebooks or sorted(Path("notebooks").glob("[0-9]*.ipynb"))
-    problems = check_inputs(args, parser)
+    problems = check_inputs(args)
     if not args.notebooks:
         problems.insert(0, f"error: no notebooks found in {Path.cwd() / 'notebooks'}: run from the repository "
                            "root or name them")

@@ -1,7 +1,6 @@
 """One way to check a command line, for every entry point: a ``Parser`` keeps a bad value instead of stopping at
-it, ``parse`` lists what argparse would have stopped at, a script adds its own checks (``rules`` for ranges) and
-``exit_on_problems`` prints every problem as one ``error:`` line, all at once, exit code 2.
-"""
+it, ``parse`` lists what argparse would have stopped at and each value out of its flag's range, a script adds its
+own checks, and ``exit_on_problems`` prints every problem as one ``error:`` line, all at once, exit code 2."""
 
 from __future__ import annotations
 
@@ -36,32 +35,30 @@ def lenient(convert: Callable[[str], object], kind: str | None = None) -> Callab
 INT, FLOAT = lenient(int, "a whole number"), lenient(float, "a number")
 
 
-def one_of(options: tuple[str, ...]) -> Callable[[str], str]:
-    """An argparse ``type`` for ``choices``: a value not among them is kept as ``Unparsed``, naming the closest."""
-    def choose(text: str) -> str:
-        if text not in options:
-            close = difflib.get_close_matches(text, options, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "pick one of them"
-            raise ValueError(f"one of {', '.join(options)}; {hint}")
-        return text
-    return lenient(choose)
-
-
 class Parser(argparse.ArgumentParser):
-    """argparse whose ``choices`` ``parse`` checks with the rest, and whose own errors are one ``error:`` line."""
+    """argparse whose ``choices`` (naming the closest) and ``check`` (a range: a test and what the value must be)
+    ``parse`` checks with the rest, and whose own errors are one ``error:`` line."""
 
-    def add_argument(self, *names, choices=None, **kwargs):
+    def add_argument(self, *names, choices=None, check=None, **kwargs):
+        def choose(text: str) -> str:
+            if text not in choices:
+                close = difflib.get_close_matches(text, choices, n=1)
+                raise ValueError(f"one of {', '.join(choices)}; "
+                                 + (f"did you mean {close[0]!r}?" if close else "pick one of them"))
+            return text
         if choices is not None:
-            kwargs.update(type=one_of(tuple(choices)), metavar="{" + ",".join(choices) + "}")
-        return super().add_argument(*names, **kwargs)
+            kwargs.update(type=lenient(choose), metavar="{" + ",".join(choices) + "}")
+        action = super().add_argument(*names, **kwargs)
+        action.check = check or (None, "")
+        return action
 
     def error(self, message: str) -> None:
         self.exit(2, f"error: {message} (--help lists the flags)\n")
 
 
 def parse(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    """The flags, with ``given_flags`` (the ones typed), and every problem argparse would stop at: an unknown flag,
-    a flag without its value, a value not of its type (left ``Unparsed``: later checks skip it) or choices."""
+    """The flags, with ``given_flags`` (the ones typed), and every problem argparse would stop at (an unknown flag,
+    a flag without its value, a value not of its type or choices: left ``Unparsed``) or out of its ``check``."""
     rest, kept, given, missing = list(sys.argv[1:] if argv is None else argv), [], set(), []
     flags = {o: a for a in parser._actions for o in a.option_strings}
     while rest:
@@ -92,27 +89,22 @@ def parse(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Names
         value = f" {unknown.pop(0)}" if unknown and not unknown[0].startswith("-") else ""
         problems.append(f"{item + value!r}: not a flag of this script; {hint}")
     problems += missing
-    for name, value in vars(args).items():
-        problems += [f"--{name} {v!r}: not {v.kind}" for v in (value if isinstance(value, list) else [value])
-                     if isinstance(v, Unparsed)]
+    for action in parser._actions:
+        value, (good, what), default = getattr(args, action.dest, None), action.check, action.default
+        bad = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, Unparsed)]
+        problems += [f"--{action.dest} {v!r}: not {v.kind}" for v in bad] + failing((
+            good and value is not None and not bad and not good(value), f"--{action.dest} {value}: must be {what}"
+            + (f" (default: {default:g})" if isinstance(default, int | float) and default else "")))
     return args, problems
 
 
-# Ranges for ``rules``: a test of the value and what it must be.
+# Ranges for a flag's ``check``: a test of the value and what it must be.
 AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
+AT_LEAST_2 = (lambda v: v >= 2, "at least 2")
 NOT_NEGATIVE = (lambda v: v >= 0, "0 or more")
 POSITIVE = (lambda v: math.isfinite(v) and v > 0, "a finite number above 0")
 FRACTION = (lambda v: 0 <= v < 1, "in [0, 1)")
-
-
-def rules(args: argparse.Namespace, parser: argparse.ArgumentParser,
-          checks: dict[str, tuple[Callable[[float], bool], str]]) -> list[str]:
-    """A line for each flag whose value fails its test (values left None or ``Unparsed`` are skipped)."""
-    def default(name: str) -> str:
-        value = parser.get_default(name)
-        return f" (default: {value:g})" if isinstance(value, int | float) and value else ""
-    return [f"--{name} {value}: must be {what}{default(name)}" for name, (good, what) in checks.items()
-            if typed(value := getattr(args, name, None)) and value is not None and not good(value)]
+LEARNING_RATE = (lambda v: 0 < v < 1, "between 0 and 1, e.g. 1e-3")
 
 
 def failing(*checks: tuple[object, str]) -> list[str]:

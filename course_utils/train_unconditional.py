@@ -21,10 +21,11 @@ DDPM, a ``FlowMatchEulerDiscreteScheduler`` saved; ``--weighting_scheme`` / ``--
 mode follows the UNet: a config with ``in_channels: 1`` trains on grayscale images, 3 on RGB. The script reads
 top to bottom: configuration, data, model, loop, checkpoint, save.
 
-Checks first: ``train_checks.unconditional`` looks at every flag (``build_parser`` below) before any data is read or
-model built — types, ranges, choices, combinations, the model's config against the resolution, the output
-folder, a checkpoint to resume, and with ``--push_to_hub`` the token and the Hub — and the script stops with
-one ``error:`` line per problem (all of them, exit code 2), so a mistake costs seconds, not a training run.
+Checks first: ``train_checks.unconditional`` looks at every flag (``build_parser`` below: each flag's type, choices
+and range, ``check=``) before any data is read or model built — combinations, the model's config against the
+resolution, the output folder, a checkpoint to resume, and with ``--push_to_hub`` the token and the Hub — and the
+script stops with one ``error:`` line per problem (all of them, exit code 2), so a mistake costs seconds, not a
+training run. A checkpoint of another model stops ``resume`` with one line naming it.
 ``--snr_gamma`` (as in diffusers' ``train_text_to_image.py``) weights the loss by min-SNR.
 
 Reliability: ``--checkpointing_steps`` saves the full training state (model, EMA, optimizer, LR schedule,
@@ -56,7 +57,18 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from . import train_checks
-from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems
+from .cli import (
+    AT_LEAST_1,
+    FLOAT,
+    FRACTION,
+    INT,
+    LR_SCHEDULERS,
+    MIXED_PRECISION,
+    NOT_NEGATIVE,
+    POSITIVE,
+    Parser,
+    exit_on_problems,
+)
 from .data import DeviceBatches, unpack
 from .diffusion import default_unet, diffusion_loss, is_flow
 from .files import atomic_file, write_text_atomic
@@ -64,7 +76,7 @@ from .imagefolder import BadImagesError, to_rgb
 from .runs import TrainingLog, load_checkpoint, resume_path, save_checkpoint, save_pipeline_into
 from .sampling import sample_ddpm, sample_grid
 
-# ---- Configuration: the flags (checked by ``train_checks.unconditional``) ---------------------------------
+# ---- Configuration: the flags and their ranges (the rest: ``train_checks.unconditional``) ------------------
 
 # Flags whose value is one of a list.
 CHOICES = {
@@ -100,27 +112,31 @@ def build_parser() -> argparse.ArgumentParser:
     add("--overwrite_output_dir", action="store_true",
         help="Delete --output_dir first if it holds another run (a pipeline or checkpoints).")
     add("--cache_dir", type=str, default=None, help="Where downloaded datasets are cached.")
-    add("--resolution", type=INT, default=64, help="Images are resized (and cropped) to this size.")
+    add("--resolution", type=INT, default=64, check=AT_LEAST_1, help="Images are resized (and cropped) to this size.")
     add("--center_crop", action="store_true", help="Crop the centre after resizing (default: a random crop).")
     add("--random_flip", action="store_true", help="Flip images left-right at random.")
-    add("--train_batch_size", type=INT, default=16, help="Batch size per device.")
-    add("--eval_batch_size", type=INT, default=16, help="How many images to generate for each sample grid.")
-    add("--dataloader_num_workers", type=INT, default=0, help="Data-loading subprocesses (0: the main one).")
-    add("--num_epochs", type=INT, default=100)
-    add("--save_images_epochs", type=INT, default=10, help="Generate a sample grid every N epochs.")
-    add("--save_model_epochs", type=INT, default=10, help="Save the pipeline every N epochs.")
-    add("--gradient_accumulation_steps", type=INT, default=1, help="Batches to accumulate per update.")
-    add("--learning_rate", type=FLOAT, default=1e-4, help="Learning rate after the warm-up.")
+    add("--train_batch_size", type=INT, default=16, check=AT_LEAST_1, help="Batch size per device.")
+    add("--eval_batch_size", type=INT, default=16, check=AT_LEAST_1,
+        help="How many images to generate for each sample grid.")
+    add("--dataloader_num_workers", type=INT, default=0, check=NOT_NEGATIVE,
+        help="Data-loading subprocesses (0: the main one).")
+    add("--num_epochs", type=INT, default=100, check=AT_LEAST_1)
+    add("--save_images_epochs", type=INT, default=10, check=AT_LEAST_1, help="Generate a sample grid every N epochs.")
+    add("--save_model_epochs", type=INT, default=10, check=AT_LEAST_1, help="Save the pipeline every N epochs.")
+    add("--gradient_accumulation_steps", type=INT, default=1, check=AT_LEAST_1,
+        help="Batches to accumulate per update.")
+    add("--learning_rate", type=FLOAT, default=1e-4, check=POSITIVE, help="Learning rate after the warm-up.")
     choice("lr_scheduler", "cosine", "The LR schedule after the warm-up.")
-    add("--lr_warmup_steps", type=INT, default=500, help="Warm-up steps of the LR schedule.")
-    add("--adam_beta1", type=FLOAT, default=0.95)
-    add("--adam_beta2", type=FLOAT, default=0.999)
-    add("--adam_weight_decay", type=FLOAT, default=1e-6)
-    add("--adam_epsilon", type=FLOAT, default=1e-08)
+    add("--lr_warmup_steps", type=INT, default=500, check=NOT_NEGATIVE, help="Warm-up steps of the LR schedule.")
+    add("--adam_beta1", type=FLOAT, default=0.95, check=FRACTION)
+    add("--adam_beta2", type=FLOAT, default=0.999, check=FRACTION)
+    add("--adam_weight_decay", type=FLOAT, default=1e-6, check=(lambda v: math.isfinite(v) and v >= 0,
+                                                             "a finite number, 0 or more"))
+    add("--adam_epsilon", type=FLOAT, default=1e-08, check=POSITIVE)
     add("--use_ema", action="store_true", help="Keep an exponential moving average of the weights and save it.")
-    add("--ema_inv_gamma", type=FLOAT, default=1.0, help="EMA warm-up: inverse gamma.")
-    add("--ema_power", type=FLOAT, default=3 / 4, help="EMA warm-up: power.")
-    add("--ema_max_decay", type=FLOAT, default=0.9999, help="The largest EMA decay.")
+    add("--ema_inv_gamma", type=FLOAT, default=1.0, check=POSITIVE, help="EMA warm-up: inverse gamma.")
+    add("--ema_power", type=FLOAT, default=3 / 4, check=POSITIVE, help="EMA warm-up: power.")
+    add("--ema_max_decay", type=FLOAT, default=0.9999, check=FRACTION, help="The largest EMA decay.")
     add("--push_to_hub", action="store_true",
         help="Upload the final pipeline (token from HF_TOKEN or `hf auth login`; checked before training).")
     add("--hub_token", type=str, default=None, help="Refused: put the token in HF_TOKEN, not on the command line.")
@@ -134,16 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
            "What the UNet learns to output. flow: flow matching (rectified flow, chapter 12) instead of DDPM: "
            "x_t = (1 - t) x0 + t noise, target noise - x0, the UNet given t*1000, a FlowMatchEulerDiscreteScheduler "
            "saved (the --ddpm_beta_schedule is then unused).")
-    add("--ddpm_num_steps", type=INT, default=1000)
-    add("--ddpm_num_inference_steps", type=INT, default=1000)
+    add("--ddpm_num_steps", type=INT, default=1000, check=AT_LEAST_1)
+    add("--ddpm_num_inference_steps", type=INT, default=1000, check=AT_LEAST_1)
     choice("ddpm_beta_schedule", "linear")
-    add("--checkpointing_steps", type=INT, default=500, help="Save the full training state every N updates.")
-    add("--checkpoints_total_limit", type=INT, default=None, help="Keep at most N checkpoints (oldest removed).")
+    add("--checkpointing_steps", type=INT, default=500, check=AT_LEAST_1,
+        help="Save the full training state every N updates.")
+    add("--checkpoints_total_limit", type=INT, default=None, check=AT_LEAST_1,
+        help="Keep at most N checkpoints (oldest removed).")
     add("--resume_from_checkpoint", type=str, default=None, help='A checkpoint folder, or "latest".')
     add("--enable_xformers_memory_efficient_attention", action="store_true")
     # The course's additions.
-    add("--seed", type=INT, default=None, help="Seed everything (data order, noise, initial weights).")
-    add("--max_train_steps", type=INT, default=None, help="Stop after N updates (overrides --num_epochs).")
+    add("--seed", type=INT, default=None, check=(lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+        help="Seed everything (data order, noise, initial weights).")
+    add("--max_train_steps", type=INT, default=None, check=AT_LEAST_1,
+        help="Stop after N updates (overrides --num_epochs).")
     add("--skip_bad_images", action="store_true", help="Skip unreadable images (named in a warning).")
     choice("data_on_device", "auto",
            "Decode the images once into a uint8 tensor on the training device, flip there, and on CUDA use "
@@ -152,24 +172,27 @@ def build_parser() -> argparse.ArgumentParser:
     add("--class_conditional", action="store_true",
         help="Train a class-conditioned UNet on the dataset's 'label' column (an image folder's sub-folder names); "
              "one extra class embedding means 'no class', for classifier-free guidance.")
-    add("--snr_gamma", type=FLOAT, default=None,
+    add("--snr_gamma", type=FLOAT, default=None, check=POSITIVE,
         help="Min-SNR loss weighting (Hang et al. 2023) with this gamma, as in diffusers' train_text_to_image.py "
              "(5.0 is the paper's choice); default: none, plain MSE.")
-    add("--class_drop_prob", type=FLOAT, default=0.1,
+    add("--class_drop_prob", type=FLOAT, default=0.1, check=(FRACTION[0], "in [0, 1) (the share of labels "
+                                                              "dropped; 1 would never show the model a class)"),
         help="With --class_conditional: the share of labels replaced by 'no class' during training.")
     # Flow matching (--prediction_type flow), named as in diffusers' train_dreambooth_sd3.py.
     choice("weighting_scheme", "none",
            "With --prediction_type flow: how t is drawn (diffusers.training_utils."
            "compute_density_for_timestep_sampling): none = uniform, logit_normal = SD3's, mode.")
     add("--logit_mean", type=FLOAT, default=0.0, help="--weighting_scheme logit_normal: the mean of the logit.")
-    add("--logit_std", type=FLOAT, default=1.0, help="--weighting_scheme logit_normal: the spread of the logit.")
-    add("--mode_scale", type=FLOAT, default=1.29, help="--weighting_scheme mode: the scale.")
-    add("--flow_shift", type=FLOAT, default=1.0,
+    add("--logit_std", type=FLOAT, default=1.0, check=POSITIVE,
+        help="--weighting_scheme logit_normal: the spread of the logit.")
+    add("--mode_scale", type=FLOAT, default=1.29, check=POSITIVE, help="--weighting_scheme mode: the scale.")
+    add("--flow_shift", type=FLOAT, default=1.0, check=POSITIVE,
         help="With --prediction_type flow: the saved scheduler's timestep shift (SD3 uses 3.0 at 1024 px).")
-    add("--reflow_pairs", type=INT, default=None,
+    add("--reflow_pairs", type=INT, default=None, check=AT_LEAST_1,
         help="Reflow (rectified flow's second round, chapter 12): fine-tune --pretrained_model_name_or_path, a flow "
              "pipeline, on N pairs (noise, that pipeline's Euler sample from it) instead of images.")
-    add("--reflow_steps", type=INT, default=32, help="With --reflow_pairs: the Euler steps of each pair's sample.")
+    add("--reflow_steps", type=INT, default=32, check=AT_LEAST_1,
+        help="With --reflow_pairs: the Euler steps of each pair's sample.")
     return p
 
 
@@ -316,7 +339,7 @@ def build_model(args: argparse.Namespace, accelerator: Accelerator, names: list[
             raise SystemExit(f"error: --pretrained_model_name_or_path {args.pretrained_model_name_or_path} has "
                              f"{model.config.num_class_embeds - 1} classes, the data {len(names)}; fine-tune it on "
                              "images with the same classes")
-        _, scheduler_config = train_checks.pretrained_configs(args.pretrained_model_name_or_path)
+        scheduler_config = train_checks.scheduler_config(args.pretrained_model_name_or_path)
         described = "its scheduler" if scheduler_config else "no scheduler in it: the --ddpm_* flags' schedule"
         accelerator.print(f"UNet weights from {args.pretrained_model_name_or_path} ({described})")
     elif args.model_config_name_or_path is None:
@@ -398,8 +421,9 @@ def checkpoint(args: argparse.Namespace, accelerator: Accelerator, output_dir: P
 
 
 def resume(args: argparse.Namespace, accelerator: Accelerator, output_dir: Path, log: TrainingLog) -> int:
-    """With --resume_from_checkpoint: load the whole state (checked by train_checks: complete, same model,
-    resolution and EMA setting) and return its step (0 without one); the log continues from there."""
+    """With --resume_from_checkpoint: load the whole state (checked by train_checks: complete, same resolution and
+    EMA setting; a checkpoint of another model stops here, named) and return its step (0 without one); the log
+    continues from there."""
     path = resume_path(args.resume_from_checkpoint, output_dir)
     if path is None:
         if args.resume_from_checkpoint:
@@ -409,7 +433,7 @@ def resume(args: argparse.Namespace, accelerator: Accelerator, output_dir: Path,
     try:
         step, about = load_checkpoint(accelerator, path)
     except Exception as err:  # e.g. another class count, or a mixed-precision scaler it lacks
-        reason = (str(err).strip().splitlines() or [""])[0][:200]
+        reason = " ".join(str(err).split())[:240]  # one line: e.g. the first parameter of another shape
         raise SystemExit(f"error: --resume_from_checkpoint {args.resume_from_checkpoint}: {path} does not fit this "
                          f"run ({type(err).__name__}: {reason}); resume with the flags it was trained with, or start "
                          "a new --output_dir") from None

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from course_utils.cli import AT_LEAST_1, INT, Parser, errors, exit_on_problems, parse, rules
+from course_utils.cli import AT_LEAST_1, INT, Parser, errors, exit_on_problems, parse
 from course_utils.pretrained import NAMES, RECIPES, path
 
 from .cards import write_card
@@ -18,7 +18,8 @@ def build_parser() -> Parser:
     """``--retrain NAME [--steps N] [--work_dir] [--out | --in_place] [--resume]``, ``--card NAME``, ``--list``."""
     p = Parser(prog="python -m course_tools.pretrained", description=__doc__.split("\n")[0])
     p.add_argument("--retrain", choices=NAMES, help="train this pipeline again with its recipe")
-    p.add_argument("--steps", type=INT, default=None, help="optimizer updates (default: the shipped run's)")
+    p.add_argument("--steps", type=INT, default=None, check=AT_LEAST_1,
+                   help="optimizer updates (default: the shipped run's)")
     p.add_argument("--work_dir", type=Path, default=None, help="where data, checkpoints and logs go")
     p.add_argument("--out", type=Path, default=None, help="where the pipeline goes (or the folder --card rescores)")
     p.add_argument("--in_place", action="store_true",
@@ -29,9 +30,9 @@ def build_parser() -> Parser:
     return p
 
 
-def check_args(args: argparse.Namespace, parser: Parser) -> list[str]:
+def check_args(args: argparse.Namespace) -> list[str]:
     """Every problem with the command line, one ``error:`` line each; nothing is trained or written."""
-    problems = list(args.parse_problems) + rules(args, parser, {"steps": AT_LEAST_1})
+    problems = list(args.parse_problems)
     problems += [f"{flag} {value}: is a file, not a folder; pass a folder (it is created if missing)"
                  for flag, value in (("--out", args.out), ("--work_dir", args.work_dir)) if value and value.is_file()]
     if args.card and args.retrain:
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     args, args.parse_problems = parse(parser, argv)
     if args.in_place and not (args.retrain or args.card):
         args.parse_problems.append("--in_place only means something with --retrain NAME or --card NAME")
-    exit_on_problems(check_args(args, parser))
+    exit_on_problems(check_args(args))
     if args.card:
         print("wrote", write_card(args.card, args.out))
         return
