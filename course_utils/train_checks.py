@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import warnings
 from functools import partial
 from pathlib import Path
 
 import torch
+from diffusers import DDPMScheduler, UNet2DModel
 
 from . import hub
 from .cli import Parser, errors, failing, parse, typed
@@ -182,13 +184,13 @@ def _data_problems(args: argparse.Namespace) -> list[str]:
 def read_config(name_or_path: str, flag: str, subfolder: str | None = None, kind: type | None = None) -> dict | str:
     """The config of a UNet (``kind``: of a scheduler class) in a local folder, a .json file or a Hub repo (offline:
     the cache only), read by diffusers; when it cannot be read, the line that says so, naming ``flag``."""
-    from diffusers import UNet2DModel
-
     offline = not Path(name_or_path).exists() and hub.is_offline()
     if subfolder and Path(name_or_path).exists() and not (Path(name_or_path) / subfolder).is_dir():
         return f"{flag} {name_or_path}: no {subfolder}/ in it, so not a diffusers pipeline; pass the pipeline's folder"
     try:
-        return (kind or UNet2DModel).load_config(name_or_path, subfolder=subfolder, local_files_only=offline)
+        with warnings.catch_warnings():  # a deprecated argument diffusers still passes to hf_hub_download
+            warnings.filterwarnings("ignore", "The `local_dir_use_symlinks` argument is deprecated")
+            return (kind or UNet2DModel).load_config(name_or_path, subfolder=subfolder, local_files_only=offline)
     except (OSError, ValueError) as err:  # diffusers' message names the file
         why = "no such local folder, and the Hub cannot be reached (offline)" if offline else str(err).splitlines()[0]
         return f"{flag} {name_or_path}: {why.rstrip('.')}; check the path"
@@ -196,16 +198,12 @@ def read_config(name_or_path: str, flag: str, subfolder: str | None = None, kind
 
 def scheduler_config(pipeline: str) -> dict | None:
     """The scheduler config of a pipeline folder or Hub id; None when it has none (or it cannot be read)."""
-    from diffusers import DDPMScheduler
-
     return config if isinstance(config := read_config(pipeline, "", "scheduler", DDPMScheduler), dict) else None
 
 
 def _model_problems(args: argparse.Namespace) -> list[str]:
     """The UNet this run builds: its config can be read and fits this run (diffusers builds it on the meta device
     for the rest); a pretrained pipeline's noise-schedule flags agree with its scheduler."""
-    from diffusers import UNet2DModel
-
     pretrained, resolution = args.pretrained_model_name_or_path, args.resolution
     resolution = resolution if typed(resolution) and resolution >= 1 else None
     if not pretrained and not args.model_config_name_or_path:  # the default UNet, sized for the resolution

@@ -105,6 +105,22 @@ def test_a_deleted_hub_repository_is_one_line_and_the_course_s_own_instead(onlin
     assert lines[1].startswith("offline stand-in: 8 synthetic butterflies"), out
 
 
+def test_the_checks_read_a_hub_pipeline_s_unet_and_scheduler_configs_by_id(online, test_hub):
+    rc, out = online(code=f"""
+        from course_utils import train_checks, train_unconditional
+        print(train_checks.unconditional(train_unconditional.build_parser(), [
+            "--pretrained_model_name_or_path", {hub_server.BUTTERFLY_MODEL!r}, "--train_data_dir", ".",
+            "--resolution", "64", "--ddpm_beta_schedule", "linear", "--output_dir", "unused"])[1])
+    """)
+    assert rc == 0, out
+    found = out.strip().splitlines()[-1]
+    # sample_size from unet/config.json, beta_schedule from scheduler/scheduler_config.json, both fetched by id
+    assert f"--pretrained_model_name_or_path {hub_server.BUTTERFLY_MODEL} has sample_size 32" in found, out
+    assert f"--ddpm_beta_schedule linear but --pretrained_model_name_or_path {hub_server.BUTTERFLY_MODEL} was " \
+           "trained with beta_schedule=squaredcos_cap_v2" in found, out
+    assert not test_hub.unknown
+
+
 def test_the_script_checks_the_push_first_then_uploads_and_it_loads_back_by_id(online, test_hub, butterfly_folder,
                                                                               tmp_path):
     images = butterfly_folder(8, 16)
