@@ -231,6 +231,8 @@ def _model_problems(args: argparse.Namespace) -> list[str]:
          f"{'' if pretrained else f'set sample_size to {resolution} in the config, or '}pass --resolution {size}"),
         (classes and not args.class_conditional, f"{source}: a class-conditioned UNet (num_class_embeds {classes}): "
          "add --class_conditional and labelled images"),
+        ("snr_gamma" in args.given_flags and scheduler.get("_class_name") == FLOW, f"--snr_gamma with {source}: a "
+         "flow-matching pipeline has no DDPM noise schedule to weight by; drop --snr_gamma"),
         (pretrained and args.class_conditional and not classes, f"--class_conditional but {source} is unconditional "
          "(no class embedding to fine-tune): drop --class_conditional or start from a class-conditioned pipeline"))
     try:

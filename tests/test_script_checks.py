@@ -340,9 +340,12 @@ def test_a_failed_check_writes_nothing(images, tmp_path, capsys):
     ("pretrained offline", "--pretrained_model_name_or_path nobody-here/no-such-model: no such local folder, and the "
                            "Hub cannot be reached (offline)"),
     ("pretrained conditioned", "--pretrained_model_name_or_path {dc}: a class-conditioned UNet (num_class_embeds 11)"),
+    ("pretrained flow snr", "--snr_gamma with --pretrained_model_name_or_path {df}: a flow-matching pipeline has no "
+                            "DDPM noise schedule"),
 ])
 def test_a_model_that_cannot_work_is_one_line(case, expected, images, tmp_path):
     tmp, bf, dc = tmp_path, pretrained.path("butterflies-32"), pretrained.path("digits-28-conditional")
+    df = pretrained.path("digits-28-flow")
     (tmp / "broken.json").write_text("{not json")
     changes = {"too deep": dict(sample_size=None, block_out_channels=[8, 16, 16],
                                 down_block_types=["DownBlock2D"] * 3, up_block_types=["UpBlock2D"] * 3),
@@ -351,7 +354,8 @@ def test_a_model_that_cannot_work_is_one_line(case, expected, images, tmp_path):
                "text UNet": dict(_class_name="UNet2DConditionModel"),
                "unknown block": dict(down_block_types=["NoSuchBlock2D", "DownBlock2D"])}.get(case, {})
     cfg = write_config(tmp / "cfg", **changes)
-    resolution = {"too deep": "18", "sample size": "32", "pretrained size": "64", "pretrained conditioned": "28"}
+    resolution = {"too deep": "18", "sample size": "32", "pretrained size": "64", "pretrained conditioned": "28",
+                  "pretrained flow snr": "28"}
     model = {"pipeline as config": ["--model_config_name_or_path", str(bf)],
              "missing config": ["--model_config_name_or_path", "./no/such/config.json"],
              "broken JSON": ["--model_config_name_or_path", str(tmp / "broken.json")],
@@ -361,10 +365,11 @@ def test_a_model_that_cannot_work_is_one_line(case, expected, images, tmp_path):
              "pretrained schedule": ["--pretrained_model_name_or_path", str(bf), "--ddpm_beta_schedule", "linear"],
              "pretrained offline": ["--pretrained_model_name_or_path", "nobody-here/no-such-model"],
              "pretrained conditioned": ["--pretrained_model_name_or_path", str(dc)],
+             "pretrained flow snr": ["--pretrained_model_name_or_path", str(df), "--snr_gamma", "5"],
              }.get(case, ["--model_config_name_or_path", str(cfg)])
     res = resolution.get(case, "32" if "pretrained" in case or case in ("unet folder", "both") else "16")
     found = problems("--train_data_dir", str(images), "--output_dir", str(tmp / "out"), "--resolution", res, *model)
-    assert len(found) == 1 and found[0].startswith("error: " + expected.format(tmp=tmp, bf=bf, dc=dc)), found
+    assert len(found) == 1 and found[0].startswith("error: " + expected.format(tmp=tmp, bf=bf, dc=dc, df=df)), found
 
 
 def test_fine_tune_starts_from_the_pipeline_and_a_failed_upload_says_how_to_upload_later(
