@@ -88,17 +88,17 @@ def parse(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Names
         hint = f"did you mean {close[0]}?" if close else "--help lists the flags"
         value = f" {unknown.pop(0)}" if unknown and not unknown[0].startswith("-") else ""
         problems.append(f"{item + value!r}: not a flag of this script; {hint}")
-    problems += missing
+    problems, ranges = problems + missing, []  # then the values not of their type, then those out of range
     for action in parser._actions:
         value, (good, what), default = getattr(args, action.dest, None), action.check, action.default
         bad = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, Unparsed)]
-        problems += [f"--{action.dest} {v!r}: not {v.kind}" for v in bad] + failing((
-            good and value is not None and not bad and not good(value), f"--{action.dest} {value}: must be {what}"
-            + (f" (default: {default:g})" if isinstance(default, int | float) and default else "")))
-    return args, problems
+        problems += [f"--{action.dest} {v!r}: not {v.kind}" for v in bad]
+        note = f" (default: {default:g})" if isinstance(default, int | float) and default else ""
+        ranges += failing((good and value is not None and not bad and not good(value),
+                           f"--{action.dest} {value}: must be {what}{note}"))
+    return args, problems + ranges
 
 
-# Ranges for a flag's ``check``: a test of the value and what it must be.
 AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
 AT_LEAST_2 = (lambda v: v >= 2, "at least 2")
 NOT_NEGATIVE = (lambda v: v >= 0, "0 or more")
