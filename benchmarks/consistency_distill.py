@@ -42,20 +42,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMPipeline, DPMSolverMultistepScheduler, LCMScheduler
 
 from course_utils import pretrained
-from course_utils.cli import (
-    AT_LEAST_1,
-    AT_LEAST_2,
-    FLOAT,
-    FRACTION,
-    INT,
-    NOT_NEGATIVE,
-    POSITIVE,
-    Parser,
-    errors,
-    exit_on_problems,
-    parse,
-    typed,
-)
+from course_utils.cli import FLOAT, INT, Parser, errors, exit_on_problems, parse, typed
 from course_utils.consistency import (
     HUBER_C,
     SIGMA_DATA,
@@ -137,18 +124,19 @@ def check_pieces(teacher, config: dict, skip: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Distil, sample, check, score; write the JSON, the plot and the grid; print the table."""
     p = Parser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=INT, default=1500, check=AT_LEAST_1, help="optimizer steps")
-    p.add_argument("--batch", type=INT, default=32, check=AT_LEAST_1, help="images per step")
-    p.add_argument("--n", type=INT, default=200, check=AT_LEAST_2, help="digits per scored row")
+    p.add_argument("--steps", type=INT, default=1500, check="at least 1", help="optimizer steps")
+    p.add_argument("--batch", type=INT, default=32, check="at least 1", help="images per step")
+    p.add_argument("--n", type=INT, default=200, check="at least 2", help="digits per scored row")
     p.add_argument("--skip", type=INT, default=20,
                    check=(lambda v: 1 <= v <= 500 and 1000 % v == 0, "a divisor of 1000, at most 500"),
                    help="timesteps per teacher DDIM step (20: the 50-step grid)")
-    p.add_argument("--teacher_steps", type=INT, default=1, check=AT_LEAST_1,
+    p.add_argument("--teacher_steps", type=INT, default=1, check="at least 1",
                    help="DDIM steps the teacher takes over one skip (1: LCM's single step)")
-    p.add_argument("--ema", type=FLOAT, default=0.95, check=FRACTION, help="the target network's EMA decay")
+    p.add_argument("--ema", type=FLOAT, default=0.95, check="in [0, 1)", help="the target network's EMA decay")
     p.add_argument("--loss", choices=("l2", "huber"), default="l2", help="squared error or pseudo-Huber")
-    p.add_argument("--lr", type=FLOAT, default=1e-4, check=POSITIVE, help="AdamW learning rate (constant)")
-    p.add_argument("--score_every", type=INT, default=0, check=NOT_NEGATIVE,
+    p.add_argument("--lr", type=FLOAT, default=1e-4, check="a finite number above 0",
+                   help="AdamW learning rate (constant)")
+    p.add_argument("--score_every", type=INT, default=0, check="0 or more",
                    help="also score the student at 1/2/4/8 steps every this many training steps (0: at the end only)")
     p.add_argument("--tag", default=None, help="a name for the record (default: from the settings)")
     p.add_argument("--save_unet", type=Path, default=None,

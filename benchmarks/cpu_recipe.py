@@ -35,7 +35,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.training_utils import EMAModel
 
-from course_utils.cli import AT_LEAST_2, FLOAT, INT, Parser, errors, exit_on_problems, parse, typed
+from course_utils.cli import FLOAT, INT, Parser, errors, exit_on_problems, parse, typed
 from course_utils.data import DeviceBatches, decode_images, load_butterflies, load_mnist, synthetic_butterfly
 from course_utils.diffusion import make_unet, train_ddpm
 from course_utils.files import write_text_atomic
@@ -156,7 +156,7 @@ def main() -> None:
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
     p.add_argument("--minutes", type=FLOAT, nargs="+", default=[2, 4], help="training minutes to score at")
     p.add_argument("--steps", type=INT, nargs="+", help="optimizer steps to score at (instead of --minutes)")
-    p.add_argument("--n", type=INT, default=200, check=AT_LEAST_2, help="samples per score")
+    p.add_argument("--n", type=INT, default=200, check="at least 2", help="samples per score")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args, problems = parse(p)
     problems += [f"--minutes {m}: must be above 0" for m in args.minutes if typed(m) and m <= 0]

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from course_utils.cli import AT_LEAST_1, AT_LEAST_2, FLOAT, INT, POSITIVE, Parser, errors, exit_on_problems, parse
+from course_utils.cli import FLOAT, INT, Parser, errors, exit_on_problems, parse
 from course_utils.data import digits_28
 from course_utils.diffusion import ClassDiT, diffusion_loss, make_unet
 from course_utils.files import write_text_atomic
@@ -272,18 +272,19 @@ def summary(result: dict) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Train both models for the budget, sample, score, time the scaling rows; write the JSON and the pictures."""
     p = Parser(description=__doc__.split("\n")[0])
-    p.add_argument("--minutes", type=FLOAT, default=6.0, check=POSITIVE, help="wall-clock training minutes per model")
-    p.add_argument("--n", type=INT, default=200, check=AT_LEAST_2, help="digits per scored row (labels 0-9 in turn)")
-    p.add_argument("--lr_dit", type=FLOAT, default=2e-3, check=POSITIVE,
+    p.add_argument("--minutes", type=FLOAT, default=6.0, check="a finite number above 0",
+                   help="wall-clock training minutes per model")
+    p.add_argument("--n", type=INT, default=200, check="at least 2", help="digits per scored row (labels 0-9 in turn)")
+    p.add_argument("--lr_dit", type=FLOAT, default=2e-3, check="a finite number above 0",
                    help="the DiT's AdamW learning rate (as the U-Net's)")
-    p.add_argument("--lr_unet", type=FLOAT, default=2e-3, check=POSITIVE,
+    p.add_argument("--lr_unet", type=FLOAT, default=2e-3, check="a finite number above 0",
                    help="the U-Net's AdamW learning rate (chapter 7's)")
-    p.add_argument("--batch", type=INT, default=64, check=AT_LEAST_1, help="images per training step")
-    p.add_argument("--steps", type=INT, default=20, check=AT_LEAST_1, help="Euler sampling steps")
+    p.add_argument("--batch", type=INT, default=64, check="at least 1", help="images per training step")
+    p.add_argument("--steps", type=INT, default=20, check="at least 1", help="Euler sampling steps")
     p.add_argument("--guidance", type=FLOAT, nargs="+", default=[1.0, 2.0], help="guidance scales to score")
     p.add_argument("--patches", type=INT, nargs="+", default=[2, 4], help="DiT patch sizes for the speed rows")
     p.add_argument("--sizes", type=INT, nargs="+", default=[28, 56], help="image sizes for the speed rows")
-    p.add_argument("--speed_steps", type=INT, default=3, check=AT_LEAST_1, help="timed training steps per speed row")
+    p.add_argument("--speed_steps", type=INT, default=3, check="at least 1", help="timed training steps per speed row")
     p.add_argument("--tag", default=None, help="a name for the record (default: from the settings)")
     p.add_argument("--seed", type=INT, default=0)
     p.add_argument("--publish", action="store_true",

@@ -33,19 +33,7 @@ import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 
 from course_utils import lcm_lora, pretrained, tiny_sd
-from course_utils.cli import (
-    AT_LEAST_1,
-    AT_LEAST_2,
-    FLOAT,
-    INT,
-    NOT_NEGATIVE,
-    POSITIVE,
-    Parser,
-    errors,
-    exit_on_problems,
-    parse,
-    typed,
-)
+from course_utils.cli import FLOAT, INT, Parser, errors, exit_on_problems, parse, typed
 from course_utils.consistency import lcm_scheduler
 from course_utils.files import write_text_atomic
 from course_utils.metrics import score_spread, train_butterfly_scorer
@@ -84,19 +72,20 @@ def with_scheduler(pipeline, scheduler) -> StableDiffusionPipeline:
 def main(argv: list[str] | None = None) -> dict:
     """Train the LoRA, score every row, write the record and the picture, print the table."""
     p = Parser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=INT, default=1500, check=AT_LEAST_1, help="optimizer steps")
-    p.add_argument("--batch", type=INT, default=32, check=AT_LEAST_1, help="latents per step")
+    p.add_argument("--steps", type=INT, default=1500, check="at least 1", help="optimizer steps")
+    p.add_argument("--batch", type=INT, default=32, check="at least 1", help="latents per step")
     p.add_argument("--n_images", type=INT, default=2000, help="training drawings (the base's, 0..n-1)")
-    p.add_argument("--n", type=INT, default=200, check=AT_LEAST_2, help="held-out captions per scored row")
+    p.add_argument("--n", type=INT, default=200, check="at least 2", help="held-out captions per scored row")
     p.add_argument("--skip", type=INT, default=20,
                    check=(lambda v: 1 <= v <= 500 and 1000 % v == 0, "a divisor of 1000, at most 500"),
                    help="timesteps per teacher DDIM step (20: the 50-step grid)")
     p.add_argument("--guidance", type=FLOAT, nargs=2, default=list(lcm_lora.GUIDANCE), metavar=("LOW", "HIGH"),
                    help="the range of guidance scales folded in (s in uncond + s (cond - uncond))")
-    p.add_argument("--rank", type=INT, default=8, check=AT_LEAST_1, help="LoRA rank (alpha = rank)")
-    p.add_argument("--lr", type=FLOAT, default=1e-3, check=POSITIVE, help="AdamW learning rate (constant)")
+    p.add_argument("--rank", type=INT, default=8, check="at least 1", help="LoRA rank (alpha = rank)")
+    p.add_argument("--lr", type=FLOAT, default=1e-3, check="a finite number above 0",
+                   help="AdamW learning rate (constant)")
     p.add_argument("--loss", choices=("l2", "huber"), default="l2", help="squared error or pseudo-Huber")
-    p.add_argument("--score_every", type=INT, default=0, check=NOT_NEGATIVE,
+    p.add_argument("--score_every", type=INT, default=0, check="0 or more",
                    help="also score the LoRA every this many steps (0: never)")
     p.add_argument("--save_lora", type=Path, default=None, help="save the LoRA here (outside the repository)")
     p.add_argument("--tag", default=None, help="a name for the record (default: from the settings)")

@@ -26,7 +26,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from course_utils import pretrained
-from course_utils.cli import AT_LEAST_2, INT, Parser, errors, exit_on_problems, parse
+from course_utils.cli import INT, Parser, errors, exit_on_problems, parse
 from course_utils.consistency import consistency
 from course_utils.files import write_text_atomic
 from course_utils.metrics import train_digit_scorer
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__.split("\n")[0])
     on_grid = (lambda v: not all(isinstance(t, int) for t in v) or all(t % 20 == 19 and 0 < t < 1000 for t in v),
                "timesteps 19, 39, ..., 999")  # (a value that did not parse is reported as such)
-    p.add_argument("--n", type=INT, default=200, check=AT_LEAST_2, help="digits per row")
+    p.add_argument("--n", type=INT, default=200, check="at least 2", help="digits per row")
     p.add_argument("--renoise", type=INT, nargs="+", default=[499, 699, 899], check=on_grid,
                    help="timesteps to re-noise the first jump to (on the 50-step trailing grid: 19, 39, ..., 999)")
     p.add_argument("--seed", type=INT, default=0, help="seed of the starting noise (seed + 1: the re-noising)")

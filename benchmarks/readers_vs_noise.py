@@ -24,7 +24,7 @@ import torch
 from torchvision.transforms.functional import gaussian_blur
 
 from course_utils import audio, metrics
-from course_utils.cli import AT_LEAST_2, INT, Parser, errors, exit_on_problems, parse
+from course_utils.cli import INT, Parser, errors, exit_on_problems, parse
 from course_utils.data import digits_28
 
 SETS = ("real held-out", "uniform noise", "Gaussian noise", "blobs", "flat", "real, blurred")
@@ -63,8 +63,8 @@ def readers(n_real: int) -> dict[str, tuple[object, torch.Tensor, dict]]:
 
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=INT, default=200, check=AT_LEAST_2, help="images per noise set")
-    p.add_argument("--n_real", type=INT, default=200, check=AT_LEAST_2, help="held-out real images per reader")
+    p.add_argument("--n", type=INT, default=200, check="at least 2", help="images per noise set")
+    p.add_argument("--n_real", type=INT, default=200, check="at least 2", help="held-out real images per reader")
     p.add_argument("--seed", type=INT, default=1, help="seed of the noise sets")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args, problems = parse(p, argv)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMPipeline
 from PIL import Image
 
-from course_utils.cli import AT_LEAST_1, AT_LEAST_2, INT, Parser, errors, exit_on_problems, parse
+from course_utils.cli import INT, Parser, errors, exit_on_problems, parse
 from course_utils.data import data_dir, digits_28
 from course_utils.files import atomic_folder
 from course_utils.metrics import score_spread, train_digit_scorer
@@ -49,8 +49,8 @@ def digit_folder(folder: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=INT, default=1500, check=AT_LEAST_1, help="optimizer updates (--max_train_steps)")
-    p.add_argument("--n", type=INT, default=200, check=AT_LEAST_2, help="samples scored")
+    p.add_argument("--steps", type=INT, default=1500, check="at least 1", help="optimizer updates (--max_train_steps)")
+    p.add_argument("--n", type=INT, default=200, check="at least 2", help="samples scored")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args, problems = parse(p, argv)
     exit_on_problems(errors(problems))

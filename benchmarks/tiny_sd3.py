@@ -104,18 +104,7 @@ import transformers
 from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
 from course_utils import pretrained, sd3, tiny_sd
-from course_utils.cli import (
-    AT_LEAST_1,
-    AT_LEAST_2,
-    FLOAT,
-    INT,
-    NOT_NEGATIVE,
-    POSITIVE,
-    Parser,
-    errors,
-    exit_on_problems,
-    parse,
-)
+from course_utils.cli import FLOAT, INT, Parser, errors, exit_on_problems, parse
 from course_utils.data import BACKGROUNDS, WING_COLOURS, butterfly_attributes
 from course_utils.files import write_text_atomic
 from course_utils.metrics import drawn_butterflies, train_butterfly_scorer
@@ -297,19 +286,20 @@ def main(argv: list[str] | None = None) -> dict:
     """Check the assembly, time the sizes, optionally train one; write the JSON record (and a grid)."""
     p = Parser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="s,m,l", help=f"transformer sizes to time, of {', '.join(SIZES)}")
-    p.add_argument("--batch", type=INT, default=32, check=AT_LEAST_1, help="latents per step")
-    p.add_argument("--timing_steps", type=INT, default=5, check=AT_LEAST_1,
+    p.add_argument("--batch", type=INT, default=32, check="at least 1", help="latents per step")
+    p.add_argument("--timing_steps", type=INT, default=5, check="at least 1",
                    help="timed steps per size (after one warm-up)")
-    p.add_argument("--shift", type=FLOAT, default=1.0, check=POSITIVE,
+    p.add_argument("--shift", type=FLOAT, default=1.0, check="a finite number above 0",
                    help="FlowMatchEulerDiscreteScheduler's shift (SD3: 3.0)")
-    p.add_argument("--train_minutes", type=FLOAT, default=0.0, check=NOT_NEGATIVE,
+    p.add_argument("--train_minutes", type=FLOAT, default=0.0, check="0 or more",
                    help="smoke-train --train_size this long (0: no)")
     p.add_argument("--train_size", choices=tuple(SIZES), default="m", help="the size the smoke training trains")
-    p.add_argument("--num_images", type=INT, default=3000, check=AT_LEAST_1,
+    p.add_argument("--num_images", type=INT, default=3000, check="at least 1",
                    help="drawn butterflies encoded for training")
-    p.add_argument("--lr", type=FLOAT, default=3e-4, check=POSITIVE,
+    p.add_argument("--lr", type=FLOAT, default=3e-4, check="a finite number above 0",
                    help="AdamW learning rate (constant after 50 warm-up steps)")
-    p.add_argument("--n", type=INT, default=200, check=AT_LEAST_2, help="held-out captions sampled per guidance scale")
+    p.add_argument("--n", type=INT, default=200, check="at least 2",
+                   help="held-out captions sampled per guidance scale")
     p.add_argument("--tag", default=None, help="a name for the record (default: from the settings)")
     p.add_argument("--seed", type=INT, default=0)
     args, problems = parse(p, argv)

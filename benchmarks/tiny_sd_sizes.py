@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from course_utils import tiny_sd
-from course_utils.cli import AT_LEAST_1, INT, Parser, errors, exit_on_problems, parse, typed
+from course_utils.cli import INT, Parser, errors, exit_on_problems, parse, typed
 from course_utils.files import write_text_atomic
 
 WIDTHS = ((32, 64, 128), (64, 128, 128))  # the shipped U-Net, and twice as wide at the top
@@ -47,9 +47,9 @@ def step_seconds(model: torch.nn.Module, loss_fn, repeats: int) -> float:
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=INT, nargs="+", default=[32, 64], help="image sizes (multiples of 8)")
-    p.add_argument("--repeats", type=INT, default=3, check=AT_LEAST_1, help="timed steps per measurement")
-    p.add_argument("--vae_steps", type=INT, default=1000, check=AT_LEAST_1)
-    p.add_argument("--unet_steps", type=INT, default=2500, check=AT_LEAST_1)
+    p.add_argument("--repeats", type=INT, default=3, check="at least 1", help="timed steps per measurement")
+    p.add_argument("--vae_steps", type=INT, default=1000, check="at least 1")
+    p.add_argument("--unet_steps", type=INT, default=2500, check="at least 1")
     args, problems = parse(p, argv)
     problems += [f"--sizes {s}: must be a multiple of 8, at least 16" for s in args.sizes
                  if typed(s) and (s < 16 or s % 8)]

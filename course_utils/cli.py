@@ -36,8 +36,8 @@ INT, FLOAT = lenient(int, "a whole number"), lenient(float, "a number")
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse whose ``choices`` (naming the closest) and ``check`` (a range: a test and what the value must be)
-    ``parse`` checks with the rest, and whose own errors are one ``error:`` line."""
+    """argparse whose ``choices`` (naming the closest) and ``check`` (a range: one of ``RANGES`` by name, or a test
+    and what the value must be) ``parse`` checks with the rest, and whose own errors are one ``error:`` line."""
 
     def add_argument(self, *names, choices=None, check=None, **kwargs):
         def choose(text: str) -> str:
@@ -49,7 +49,7 @@ class Parser(argparse.ArgumentParser):
         if choices is not None:
             kwargs.update(type=lenient(choose), metavar="{" + ",".join(choices) + "}")
         action = super().add_argument(*names, **kwargs)
-        action.check = check or (None, "")
+        action.check = (RANGES[check], check) if isinstance(check, str) else check or (None, "")
         return action
 
     def error(self, message: str) -> None:
@@ -99,12 +99,10 @@ def parse(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Names
     return args, problems + ranges
 
 
-AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
-AT_LEAST_2 = (lambda v: v >= 2, "at least 2")
-NOT_NEGATIVE = (lambda v: v >= 0, "0 or more")
-POSITIVE = (lambda v: math.isfinite(v) and v > 0, "a finite number above 0")
-FRACTION = (lambda v: 0 <= v < 1, "in [0, 1)")
-LEARNING_RATE = (lambda v: 0 < v < 1, "between 0 and 1, e.g. 1e-3")
+# The ranges a flag's ``check`` can name: what the value must be -> its test.
+RANGES = {"at least 1": lambda v: v >= 1, "at least 2": lambda v: v >= 2, "0 or more": lambda v: v >= 0,
+          "a finite number above 0": lambda v: math.isfinite(v) and v > 0, "in [0, 1)": lambda v: 0 <= v < 1,
+          "between 0 and 1, e.g. 1e-3": lambda v: 0 < v < 1}
 
 
 def failing(*checks: tuple[object, str]) -> list[str]:

@@ -40,17 +40,7 @@ from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from . import tiny_sd, train_checks
-from .cli import (
-    AT_LEAST_1,
-    FLOAT,
-    INT,
-    LEARNING_RATE,
-    LR_SCHEDULERS,
-    MIXED_PRECISION,
-    NOT_NEGATIVE,
-    Parser,
-    exit_on_problems,
-)
+from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems
 from .controlnet import (
     MODEL_FOLDERS,
     control_pipeline,
@@ -84,22 +74,22 @@ def build_parser() -> Parser:
     p.add_argument("--pretrained_model_name_or_path", type=Path, default=default_base(),
                    help="the text-to-image pipeline folder whose U-Net is copied (default: the shipped "
                    "tiny-sd-butterflies)")
-    p.add_argument("--num_images", type=INT, default=3000, check=AT_LEAST_1,
+    p.add_argument("--num_images", type=INT, default=3000, check="at least 1",
                    help="posed butterflies drawn for training")
     p.add_argument("--seed", type=INT, default=0)
-    p.add_argument("--max_train_steps", type=INT, default=800, check=AT_LEAST_1)
-    p.add_argument("--train_batch_size", type=INT, default=32, check=AT_LEAST_1)
-    p.add_argument("--learning_rate", type=FLOAT, default=1e-3, check=LEARNING_RATE)
+    p.add_argument("--max_train_steps", type=INT, default=800, check="at least 1")
+    p.add_argument("--train_batch_size", type=INT, default=32, check="at least 1")
+    p.add_argument("--learning_rate", type=FLOAT, default=1e-3, check="between 0 and 1, e.g. 1e-3")
     p.add_argument("--lr_scheduler", default="constant_with_warmup", choices=LR_SCHEDULERS)
-    p.add_argument("--lr_warmup_steps", type=INT, default=50, check=NOT_NEGATIVE)
+    p.add_argument("--lr_warmup_steps", type=INT, default=50, check="0 or more")
     p.add_argument("--mixed_precision", default="no", choices=MIXED_PRECISION)
-    p.add_argument("--validation_steps", type=INT, default=50, check=AT_LEAST_1,
+    p.add_argument("--validation_steps", type=INT, default=50, check="at least 1",
                    help="log the held-out silhouette IoU this often")
-    p.add_argument("--num_validation_images", type=INT, default=16, check=AT_LEAST_1)
-    p.add_argument("--validation_inference_steps", type=INT, default=20, check=AT_LEAST_1,
+    p.add_argument("--num_validation_images", type=INT, default=16, check="at least 1")
+    p.add_argument("--validation_inference_steps", type=INT, default=20, check="at least 1",
                    help="DDIM steps of a validation sample")
-    p.add_argument("--checkpointing_steps", type=INT, default=200, check=AT_LEAST_1)
-    p.add_argument("--checkpoints_total_limit", type=INT, default=1, check=AT_LEAST_1)
+    p.add_argument("--checkpointing_steps", type=INT, default=200, check="at least 1")
+    p.add_argument("--checkpoints_total_limit", type=INT, default=1, check="at least 1")
     p.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
     return p
 

@@ -35,18 +35,7 @@ from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from . import sd3, tiny_sd, train_checks
-from .cli import (
-    AT_LEAST_1,
-    FLOAT,
-    INT,
-    LEARNING_RATE,
-    LR_SCHEDULERS,
-    MIXED_PRECISION,
-    NOT_NEGATIVE,
-    POSITIVE,
-    Parser,
-    exit_on_problems,
-)
+from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems
 from .data import butterfly_attributes
 from .metrics import drawn_butterflies
 from .runs import TrainingLog, end_step, finish_run, load_checkpoint, resume_path, save_pipeline_into
@@ -62,27 +51,27 @@ def build_parser() -> Parser:
     p.add_argument("--pretrained_model_name_or_path", type=Path, default=default_base(),
                    help="the Stable Diffusion folder whose VAE, tokenizer and text encoder are used, frozen "
                    "(default: the shipped tiny-sd-butterflies)")
-    p.add_argument("--num_images", type=INT, default=5000, check=AT_LEAST_1,
+    p.add_argument("--num_images", type=INT, default=5000, check="at least 1",
                    help="synthetic butterflies drawn for training")
     p.add_argument("--seed", type=INT, default=0)
     p.add_argument("--patch_size", type=INT, default=2, check=(lambda v: v in (1, 2, 4, 8),
                    "1, 2, 4 or 8 (it must divide the 8 x 8 latents)"),
                    help="latent pixels a side per image token (SD3: 2)")
-    p.add_argument("--num_layers", type=INT, default=4, check=AT_LEAST_1, help="MM-DiT blocks")
-    p.add_argument("--num_attention_heads", type=INT, default=4, check=AT_LEAST_1)
-    p.add_argument("--attention_head_dim", type=INT, default=32, check=AT_LEAST_1, help="the width is heads x this")
-    p.add_argument("--max_train_steps", type=INT, default=8000, check=AT_LEAST_1)
-    p.add_argument("--train_batch_size", type=INT, default=32, check=AT_LEAST_1)
-    p.add_argument("--learning_rate", type=FLOAT, default=3e-4, check=LEARNING_RATE)
+    p.add_argument("--num_layers", type=INT, default=4, check="at least 1", help="MM-DiT blocks")
+    p.add_argument("--num_attention_heads", type=INT, default=4, check="at least 1")
+    p.add_argument("--attention_head_dim", type=INT, default=32, check="at least 1", help="the width is heads x this")
+    p.add_argument("--max_train_steps", type=INT, default=8000, check="at least 1")
+    p.add_argument("--train_batch_size", type=INT, default=32, check="at least 1")
+    p.add_argument("--learning_rate", type=FLOAT, default=3e-4, check="between 0 and 1, e.g. 1e-3")
     p.add_argument("--lr_scheduler", default="cosine", choices=LR_SCHEDULERS)
-    p.add_argument("--lr_warmup_steps", type=INT, default=200, check=NOT_NEGATIVE)
+    p.add_argument("--lr_warmup_steps", type=INT, default=200, check="0 or more")
     p.add_argument("--logit_mean", type=FLOAT, default=0.0, help="the logit-normal timestep sampling's mean")
-    p.add_argument("--logit_std", type=FLOAT, default=1.0, check=POSITIVE, help="... and its spread")
-    p.add_argument("--flow_shift", type=FLOAT, default=1.0, check=POSITIVE,
+    p.add_argument("--logit_std", type=FLOAT, default=1.0, check="a finite number above 0", help="... and its spread")
+    p.add_argument("--flow_shift", type=FLOAT, default=1.0, check="a finite number above 0",
                    help="the scheduler's timestep shift, in training and in the saved pipeline (SD3: 3.0 at 1024 px)")
     p.add_argument("--mixed_precision", default="no", choices=MIXED_PRECISION)
-    p.add_argument("--checkpointing_steps", type=INT, default=1000, check=AT_LEAST_1)
-    p.add_argument("--checkpoints_total_limit", type=INT, default=1, check=AT_LEAST_1)
+    p.add_argument("--checkpointing_steps", type=INT, default=1000, check="at least 1")
+    p.add_argument("--checkpoints_total_limit", type=INT, default=1, check="at least 1")
     p.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
     return p
 

@@ -44,18 +44,7 @@ from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from . import tiny_sd, train_checks
-from .cli import (
-    AT_LEAST_1,
-    FLOAT,
-    FRACTION,
-    INT,
-    LEARNING_RATE,
-    LR_SCHEDULERS,
-    MIXED_PRECISION,
-    NOT_NEGATIVE,
-    Parser,
-    exit_on_problems,
-)
+from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems
 from .data import butterfly_attributes
 from .files import atomic_folder
 from .metrics import drawn_butterflies
@@ -73,24 +62,24 @@ def build_parser() -> Parser:
     p.add_argument("--resolution", type=INT, default=32, check=(lambda v: v >= 16 and v % 8 == 0,
                    "a multiple of 8, at least 16 (e.g. 32)"),
                    help="image size (a multiple of 8; latents are a quarter)")
-    p.add_argument("--num_images", type=INT, default=5000, check=AT_LEAST_1,
+    p.add_argument("--num_images", type=INT, default=5000, check="at least 1",
                    help="synthetic butterflies drawn for training")
     p.add_argument("--seed", type=INT, default=0)
-    p.add_argument("--vae_steps", type=INT, default=1000, check=NOT_NEGATIVE,
+    p.add_argument("--vae_steps", type=INT, default=1000, check="0 or more",
                    help="stage 1: VAE updates (0: keep the VAE untrained; its scaling factor is still measured)")
-    p.add_argument("--vae_batch_size", type=INT, default=64, check=AT_LEAST_1)
-    p.add_argument("--vae_learning_rate", type=FLOAT, default=1e-3, check=LEARNING_RATE)
-    p.add_argument("--kl_weight", type=FLOAT, default=1e-6, check=(FRACTION[0], "in [0, 1), e.g. 1e-6"),
+    p.add_argument("--vae_batch_size", type=INT, default=64, check="at least 1")
+    p.add_argument("--vae_learning_rate", type=FLOAT, default=1e-3, check="between 0 and 1, e.g. 1e-3")
+    p.add_argument("--kl_weight", type=FLOAT, default=1e-6, check=(lambda v: 0 <= v < 1, "in [0, 1), e.g. 1e-6"),
                    help="weight of the VAE's KL term (Stable Diffusion: 1e-6)")
-    p.add_argument("--max_train_steps", type=INT, default=2500, check=AT_LEAST_1,
+    p.add_argument("--max_train_steps", type=INT, default=2500, check="at least 1",
                    help="stage 2: U-Net + text encoder updates")
-    p.add_argument("--train_batch_size", type=INT, default=128, check=AT_LEAST_1)
-    p.add_argument("--learning_rate", type=FLOAT, default=1e-3, check=LEARNING_RATE)
+    p.add_argument("--train_batch_size", type=INT, default=128, check="at least 1")
+    p.add_argument("--learning_rate", type=FLOAT, default=1e-3, check="between 0 and 1, e.g. 1e-3")
     p.add_argument("--lr_scheduler", default="cosine", choices=LR_SCHEDULERS)
-    p.add_argument("--lr_warmup_steps", type=INT, default=200, check=NOT_NEGATIVE)
+    p.add_argument("--lr_warmup_steps", type=INT, default=200, check="0 or more")
     p.add_argument("--mixed_precision", default="no", choices=MIXED_PRECISION)
-    p.add_argument("--checkpointing_steps", type=INT, default=500, check=AT_LEAST_1)
-    p.add_argument("--checkpoints_total_limit", type=INT, default=1, check=AT_LEAST_1)
+    p.add_argument("--checkpointing_steps", type=INT, default=500, check="at least 1")
+    p.add_argument("--checkpoints_total_limit", type=INT, default=1, check="at least 1")
     p.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
     return p
 

@@ -57,18 +57,7 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from . import train_checks
-from .cli import (
-    AT_LEAST_1,
-    FLOAT,
-    FRACTION,
-    INT,
-    LR_SCHEDULERS,
-    MIXED_PRECISION,
-    NOT_NEGATIVE,
-    POSITIVE,
-    Parser,
-    exit_on_problems,
-)
+from .cli import FLOAT, INT, LR_SCHEDULERS, MIXED_PRECISION, Parser, exit_on_problems
 from .data import DeviceBatches, unpack
 from .diffusion import default_unet, diffusion_loss, is_flow
 from .files import atomic_file, write_text_atomic
@@ -112,31 +101,32 @@ def build_parser() -> argparse.ArgumentParser:
     add("--overwrite_output_dir", action="store_true",
         help="Delete --output_dir first if it holds another run (a pipeline or checkpoints).")
     add("--cache_dir", type=str, default=None, help="Where downloaded datasets are cached.")
-    add("--resolution", type=INT, default=64, check=AT_LEAST_1, help="Images are resized (and cropped) to this size.")
+    add("--resolution", type=INT, default=64, check="at least 1", help="Images are resized (and cropped) to this size.")
     add("--center_crop", action="store_true", help="Crop the centre after resizing (default: a random crop).")
     add("--random_flip", action="store_true", help="Flip images left-right at random.")
-    add("--train_batch_size", type=INT, default=16, check=AT_LEAST_1, help="Batch size per device.")
-    add("--eval_batch_size", type=INT, default=16, check=AT_LEAST_1,
+    add("--train_batch_size", type=INT, default=16, check="at least 1", help="Batch size per device.")
+    add("--eval_batch_size", type=INT, default=16, check="at least 1",
         help="How many images to generate for each sample grid.")
-    add("--dataloader_num_workers", type=INT, default=0, check=NOT_NEGATIVE,
+    add("--dataloader_num_workers", type=INT, default=0, check="0 or more",
         help="Data-loading subprocesses (0: the main one).")
-    add("--num_epochs", type=INT, default=100, check=AT_LEAST_1)
-    add("--save_images_epochs", type=INT, default=10, check=AT_LEAST_1, help="Generate a sample grid every N epochs.")
-    add("--save_model_epochs", type=INT, default=10, check=AT_LEAST_1, help="Save the pipeline every N epochs.")
-    add("--gradient_accumulation_steps", type=INT, default=1, check=AT_LEAST_1,
+    add("--num_epochs", type=INT, default=100, check="at least 1")
+    add("--save_images_epochs", type=INT, default=10, check="at least 1", help="Generate a sample grid every N epochs.")
+    add("--save_model_epochs", type=INT, default=10, check="at least 1", help="Save the pipeline every N epochs.")
+    add("--gradient_accumulation_steps", type=INT, default=1, check="at least 1",
         help="Batches to accumulate per update.")
-    add("--learning_rate", type=FLOAT, default=1e-4, check=POSITIVE, help="Learning rate after the warm-up.")
+    add("--learning_rate", type=FLOAT, default=1e-4, check="a finite number above 0",
+        help="Learning rate after the warm-up.")
     choice("lr_scheduler", "cosine", "The LR schedule after the warm-up.")
-    add("--lr_warmup_steps", type=INT, default=500, check=NOT_NEGATIVE, help="Warm-up steps of the LR schedule.")
-    add("--adam_beta1", type=FLOAT, default=0.95, check=FRACTION)
-    add("--adam_beta2", type=FLOAT, default=0.999, check=FRACTION)
+    add("--lr_warmup_steps", type=INT, default=500, check="0 or more", help="Warm-up steps of the LR schedule.")
+    add("--adam_beta1", type=FLOAT, default=0.95, check="in [0, 1)")
+    add("--adam_beta2", type=FLOAT, default=0.999, check="in [0, 1)")
     add("--adam_weight_decay", type=FLOAT, default=1e-6, check=(lambda v: math.isfinite(v) and v >= 0,
                                                              "a finite number, 0 or more"))
-    add("--adam_epsilon", type=FLOAT, default=1e-08, check=POSITIVE)
+    add("--adam_epsilon", type=FLOAT, default=1e-08, check="a finite number above 0")
     add("--use_ema", action="store_true", help="Keep an exponential moving average of the weights and save it.")
-    add("--ema_inv_gamma", type=FLOAT, default=1.0, check=POSITIVE, help="EMA warm-up: inverse gamma.")
-    add("--ema_power", type=FLOAT, default=3 / 4, check=POSITIVE, help="EMA warm-up: power.")
-    add("--ema_max_decay", type=FLOAT, default=0.9999, check=FRACTION, help="The largest EMA decay.")
+    add("--ema_inv_gamma", type=FLOAT, default=1.0, check="a finite number above 0", help="EMA warm-up: inverse gamma.")
+    add("--ema_power", type=FLOAT, default=3 / 4, check="a finite number above 0", help="EMA warm-up: power.")
+    add("--ema_max_decay", type=FLOAT, default=0.9999, check="in [0, 1)", help="The largest EMA decay.")
     add("--push_to_hub", action="store_true",
         help="Upload the final pipeline (token from HF_TOKEN or `hf auth login`; checked before training).")
     add("--hub_token", type=str, default=None, help="Refused: put the token in HF_TOKEN, not on the command line.")
@@ -150,19 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
            "What the UNet learns to output. flow: flow matching (rectified flow, chapter 12) instead of DDPM: "
            "x_t = (1 - t) x0 + t noise, target noise - x0, the UNet given t*1000, a FlowMatchEulerDiscreteScheduler "
            "saved (the --ddpm_beta_schedule is then unused).")
-    add("--ddpm_num_steps", type=INT, default=1000, check=AT_LEAST_1)
-    add("--ddpm_num_inference_steps", type=INT, default=1000, check=AT_LEAST_1)
+    add("--ddpm_num_steps", type=INT, default=1000, check="at least 1")
+    add("--ddpm_num_inference_steps", type=INT, default=1000, check="at least 1")
     choice("ddpm_beta_schedule", "linear")
-    add("--checkpointing_steps", type=INT, default=500, check=AT_LEAST_1,
+    add("--checkpointing_steps", type=INT, default=500, check="at least 1",
         help="Save the full training state every N updates.")
-    add("--checkpoints_total_limit", type=INT, default=None, check=AT_LEAST_1,
+    add("--checkpoints_total_limit", type=INT, default=None, check="at least 1",
         help="Keep at most N checkpoints (oldest removed).")
     add("--resume_from_checkpoint", type=str, default=None, help='A checkpoint folder, or "latest".')
     add("--enable_xformers_memory_efficient_attention", action="store_true")
     # The course's additions.
     add("--seed", type=INT, default=None, check=(lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
         help="Seed everything (data order, noise, initial weights).")
-    add("--max_train_steps", type=INT, default=None, check=AT_LEAST_1,
+    add("--max_train_steps", type=INT, default=None, check="at least 1",
         help="Stop after N updates (overrides --num_epochs).")
     add("--skip_bad_images", action="store_true", help="Skip unreadable images (named in a warning).")
     choice("data_on_device", "auto",
@@ -172,10 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--class_conditional", action="store_true",
         help="Train a class-conditioned UNet on the dataset's 'label' column (an image folder's sub-folder names); "
              "one extra class embedding means 'no class', for classifier-free guidance.")
-    add("--snr_gamma", type=FLOAT, default=None, check=POSITIVE,
+    add("--snr_gamma", type=FLOAT, default=None, check="a finite number above 0",
         help="Min-SNR loss weighting (Hang et al. 2023) with this gamma, as in diffusers' train_text_to_image.py "
              "(5.0 is the paper's choice); default: none, plain MSE.")
-    add("--class_drop_prob", type=FLOAT, default=0.1, check=(FRACTION[0], "in [0, 1) (the share of labels "
+    add("--class_drop_prob", type=FLOAT, default=0.1, check=(lambda v: 0 <= v < 1, "in [0, 1) (the share of labels "
                                                               "dropped; 1 would never show the model a class)"),
         help="With --class_conditional: the share of labels replaced by 'no class' during training.")
     # Flow matching (--prediction_type flow), named as in diffusers' train_dreambooth_sd3.py.
@@ -183,15 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
            "With --prediction_type flow: how t is drawn (diffusers.training_utils."
            "compute_density_for_timestep_sampling): none = uniform, logit_normal = SD3's, mode.")
     add("--logit_mean", type=FLOAT, default=0.0, help="--weighting_scheme logit_normal: the mean of the logit.")
-    add("--logit_std", type=FLOAT, default=1.0, check=POSITIVE,
+    add("--logit_std", type=FLOAT, default=1.0, check="a finite number above 0",
         help="--weighting_scheme logit_normal: the spread of the logit.")
-    add("--mode_scale", type=FLOAT, default=1.29, check=POSITIVE, help="--weighting_scheme mode: the scale.")
-    add("--flow_shift", type=FLOAT, default=1.0, check=POSITIVE,
+    add("--mode_scale", type=FLOAT, default=1.29, check="a finite number above 0",
+        help="--weighting_scheme mode: the scale.")
+    add("--flow_shift", type=FLOAT, default=1.0, check="a finite number above 0",
         help="With --prediction_type flow: the saved scheduler's timestep shift (SD3 uses 3.0 at 1024 px).")
-    add("--reflow_pairs", type=INT, default=None, check=AT_LEAST_1,
+    add("--reflow_pairs", type=INT, default=None, check="at least 1",
         help="Reflow (rectified flow's second round, chapter 12): fine-tune --pretrained_model_name_or_path, a flow "
              "pipeline, on N pairs (noise, that pipeline's Euler sample from it) instead of images.")
-    add("--reflow_steps", type=INT, default=32, check=AT_LEAST_1,
+    add("--reflow_steps", type=INT, default=32, check="at least 1",
         help="With --reflow_pairs: the Euler steps of each pair's sample.")
     return p
 

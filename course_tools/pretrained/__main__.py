@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from course_utils.cli import AT_LEAST_1, INT, Parser, errors, exit_on_problems, parse
+from course_utils.cli import INT, Parser, errors, exit_on_problems, parse
 from course_utils.pretrained import NAMES, RECIPES, path
 
 from .cards import write_card
@@ -18,7 +18,7 @@ def build_parser() -> Parser:
     """``--retrain NAME [--steps N] [--work_dir] [--out | --in_place] [--resume]``, ``--card NAME``, ``--list``."""
     p = Parser(prog="python -m course_tools.pretrained", description=__doc__.split("\n")[0])
     p.add_argument("--retrain", choices=NAMES, help="train this pipeline again with its recipe")
-    p.add_argument("--steps", type=INT, default=None, check=AT_LEAST_1,
+    p.add_argument("--steps", type=INT, default=None, check="at least 1",
                    help="optimizer updates (default: the shipped run's)")
     p.add_argument("--work_dir", type=Path, default=None, help="where data, checkpoints and logs go")
     p.add_argument("--out", type=Path, default=None, help="where the pipeline goes (or the folder --card rescores)")
