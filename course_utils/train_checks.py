@@ -146,7 +146,7 @@ def unconditional(parser: Parser, argv: list[str] | None = None) -> tuple[argpar
     if args.push_to_hub:  # a token, online, a repo id it may write; in a multi-process run the first process asks
         try:
             args.hub_model_id = hub.check_push_access(args.hub_model_id, Path(args.output_dir).resolve().name,
-                                                  network=int(os.environ.get("RANK", 0)) == 0)
+                                                      network=int(os.environ.get("RANK", 0)) == 0)
         except hub.PushCheckError as err:
             problems.append(f"--push_to_hub: {err}; or train now without --push_to_hub and upload the saved folder "
                             "later with chapter 4's course_utils.hub.upload_pipeline")
@@ -171,8 +171,9 @@ def _data_problems(args: argparse.Namespace) -> list[str]:
     return failing(
         (name is None and args.train_data_dir is None, "give --train_data_dir (a folder of images) or --dataset_name "
          "(a Hub dataset)"),
-        (local and not folder.is_dir(), f"--train_data_dir {folder}: {'a file, not a' * folder.exists() or 'no such'}"
-         f" folder; pass the folder with the images (relative paths start in {Path.cwd()})"),
+        (local and not folder.is_dir(), f"--train_data_dir {folder}: "
+         f"{'a file, not a folder' if folder.exists() else 'no such folder'}; pass the folder with the images "
+         f"(relative paths start in {Path.cwd()})"),
         (local and folder.is_dir() and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.rglob("*")),
          f"--train_data_dir {folder}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in it or its "
          "sub-folders; put your images there"),
@@ -210,8 +211,8 @@ def _model_problems(args: argparse.Namespace) -> list[str]:
         return failing((resolution and resolution % 8, f"--resolution {resolution}: the default UNet needs a multiple "
                         "of 8 (at least 8), e.g. 32 or 64; or pass --model_config_name_or_path"))
     flag = "--pretrained_model_name_or_path" if pretrained else "--model_config_name_or_path"
-    source = f"{flag} {(name := getattr(args, flag[2:]))}"
-    if isinstance(config := read_config(name, flag, "unet" if pretrained else None), str):
+    source = f"{flag} {(path := getattr(args, flag[2:]))}"
+    if isinstance(config := read_config(path, flag, "unet" if pretrained else None), str):
         return [config]
     scheduler = (scheduler_config(pretrained) or {}) if pretrained else {}
     in_ch, out_ch, classes = config.get("in_channels", 3), config.get("out_channels", 3), config.get("num_class_embeds")
