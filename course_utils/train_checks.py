@@ -99,17 +99,18 @@ def _run_folder(args: argparse.Namespace, *folders: str) -> list[str]:
 
 def _pipeline_script(parts: tuple[str, ...], parser: Parser, argv: list[str] | None = None
                      ) -> tuple[argparse.Namespace, list[str]]:
-    """The flags and problems of a script that starts from a Stable Diffusion pipeline folder (holding ``parts``)."""
+    """The flags and problems of a script that starts from a Stable Diffusion pipeline folder (holding ``parts``:
+    files, and folders where the name ends in /)."""
     args, problems = _flags(parser, argv)
     base = args.pretrained_model_name_or_path
-    problems += failing((not all((base / part).exists() for part in parts), f"--pretrained_model_name_or_path "
-                         f"{base}: not a Stable Diffusion pipeline folder (no {' and '.join(parts)}); pass one saved "
-                         "by course_utils.train_text_to_image"))
+    found = [(base / part).is_dir() if part.endswith("/") else (base / part).is_file() for part in parts]
+    problems += failing((not all(found), f"--pretrained_model_name_or_path {base}: not a Stable Diffusion pipeline "
+                         f"folder (no {' and '.join(parts)}); pass one saved by course_utils.train_text_to_image"))
     return args, errors(problems + _run_folder(args, "checkpoints"))
 
 
 controlnet = partial(_pipeline_script, ("model_index.json", "unet/config.json"))  # train_controlnet's checks
-sd3 = partial(_pipeline_script, ("vae/config.json", "text_encoder"))  # train_sd3's
+sd3 = partial(_pipeline_script, ("vae/config.json", "text_encoder/"))  # train_sd3's
 
 
 def text_to_image(parser: Parser, argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:

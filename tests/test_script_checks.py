@@ -15,7 +15,7 @@ from diffusers import UNet2DModel
 from safetensors.torch import load_file, save_file
 
 from course_tools import run_course
-from course_utils import hub, pretrained, train_checks, train_controlnet, train_text_to_image
+from course_utils import hub, pretrained, train_checks, train_controlnet, train_sd3, train_text_to_image
 from course_utils import train_unconditional as tu
 
 TOKEN = "hf_SECRETfake123"  # planted in the environment: it must never show up anywhere
@@ -608,6 +608,19 @@ def test_controlnet_resumes_only_a_checkpoint_of_its_own_run(tmp_path):
     assert found("--resume_from_checkpoint", str(tmp_path / "other" / "checkpoints" / "checkpoint-5"))[0].startswith(
         f"error: --resume_from_checkpoint {tmp_path}/other/checkpoints/checkpoint-5: belongs to another run")
     assert found()[0].startswith(f"error: --output_dir {tmp_path / 'mine'}: holds another run (checkpoints)")
+
+
+def test_a_pipeline_script_wants_the_pipeline_s_files_as_files_and_its_folders_as_folders(tmp_path):
+    base = tmp_path / "base"
+    (base / "model_index.json").mkdir(parents=True)  # a folder where the file should be
+    (base / "unet" / "config.json").mkdir(parents=True)
+    found = train_checks.controlnet(train_controlnet.build_parser(), [
+        "--output_dir", str(tmp_path / "out"), "--pretrained_model_name_or_path", str(base)])[1]
+    assert found == [f"error: --pretrained_model_name_or_path {base}: not a Stable Diffusion pipeline folder (no "
+                     "model_index.json and unet/config.json); pass one saved by course_utils.train_text_to_image"]
+    tiny = pretrained.path("tiny-sd-butterflies")
+    assert train_checks.sd3(train_sd3.build_parser(), [
+        "--output_dir", str(tmp_path / "sd3"), "--pretrained_model_name_or_path", str(tiny)])[1] == []
 
 
 @pytest.mark.parametrize("flag", ["--model_config_name_or_path", "--cache_dir"])
